@@ -1,0 +1,56 @@
+"""Install or upgrade the pgstream-lite engine (the pg_stream SQL API) in a database.
+
+The SQL lives in `sql/`, one file per concern, applied in file-name order inside one
+transaction, so an install either fully happens or leaves the database as it was. Every file is
+written to be re-runnable (CREATE OR REPLACE, IF NOT EXISTS), which makes install = upgrade.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import psycopg
+
+ENGINE_VERSION = "0.1.0"
+MIN_SERVER_VERSION = 140000
+
+
+class InstallError(Exception):
+    """An expected install failure, reported to users as one line."""
+
+
+def sql_files() -> list[tuple[str, str]]:
+    """(name, text) of every engine SQL file, in install order."""
+    folder = resources.files("pgstream_lite") / "sql"
+    files = sorted(
+        (entry for entry in folder.iterdir() if entry.name.endswith(".sql")),
+        key=lambda entry: entry.name,
+    )
+    return [(entry.name, entry.read_text(encoding="utf-8")) for entry in files]
+
+
+def install(dsn: str) -> str:
+    """Install the engine into the database at `dsn`; return the installed version."""
+    try:
+        conn = psycopg.connect(dsn, autocommit=False, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise InstallError(f"cannot connect to {dsn}: {_first_line(exc)}") from exc
+    with conn:
+        if conn.info.server_version < MIN_SERVER_VERSION:
+            raise InstallError(
+                f"PostgreSQL {conn.info.server_version // 10000} is too old: 14 or newer is needed"
+            )
+        with conn.transaction():
+            # Serialise concurrent installers of the same database.
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('pgstream-lite install'))")
+            for name, text in sql_files():
+                try:
+                    conn.execute(text)  # type: ignore[arg-type]
+                except psycopg.Error as exc:
+                    raise InstallError(f"install failed in {name}: {_first_line(exc)}") from exc
+    return ENGINE_VERSION
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

