@@ -1,0 +1,176 @@
+{#-
+  The `stream_table` materialization: deploys a model as a pg_stream stream table.
+
+  Shape (like dbt's materialized_view): set up (validate config, resolve the relation), ONE
+  catalog look-up, decide (create / alter / replace / unchanged), act in ONE statement, tear down
+  (hooks, grants, docs, commit, cache) and return the relation.
+
+  The act statement starts with a transaction-scoped advisory lock on the stream table's name and
+  re-checks every condition under it, so it is atomic (one implicit transaction even on an
+  autocommit connection) and two dbt processes deploying the same model at once both succeed.
+-#}
+{% materialization stream_table, adapter='postgres' %}
+
+  {#-- setup: validate everything before any SQL runs --#}
+  {%- set cfg = dbt_pgstream._pgstream_stream_table_config() -%}
+  {%- set query = sql | trim -%}
+  {%- set full_refresh = should_full_refresh() -%}
+  {%- if cfg.name == this.identifier and cfg.schema == this.schema -%}
+    {%- set target_relation = this.incorporate(type='table') -%}
+  {%- else -%}
+    {%- set target_relation = api.Relation.create(
+        database=this.database, schema=cfg.schema, identifier=cfg.name, type='table') -%}
+  {%- endif -%}
+  {%- set grant_config = config.get('grants') -%}
+
+  {{ run_hooks(pre_hooks, inside_transaction=False) }}
+  -- `BEGIN` happens here:
+  {{ run_hooks(pre_hooks, inside_transaction=True) }}
+
+  {#-- the one catalog look-up, then the decision --#}
+  {%- set state = dbt_pgstream._pgstream_lookup(target_relation, cfg, query) -%}
+  {%- set plan = dbt_pgstream._pgstream_plan(target_relation, cfg, query, full_refresh, state) -%}
+
+  {#-- act --#}
+  {%- if plan.action == 'unchanged' -%}
+    {%- call noop_statement('main', message=plan.message, code='UNCHANGED', rows_affected=-1) -%}
+      -- dbt_pgstream: {{ target_relation }} unchanged: no SQL was executed
+    {%- endcall -%}
+  {%- else -%}
+    {%- call statement('main') -%}
+      {{ plan.sql }}
+    {%- endcall -%}
+    {%- do store_raw_result(name='main', message=plan.message, code=plan.action | upper,
+                            rows_affected=-1) -%}
+  {%- endif -%}
+  {{ log('dbt_pgstream: ' ~ model.name ~ ' (' ~ target_relation ~ '): ' ~ plan.message,
+         info=True) }}
+
+  {#-- teardown --#}
+  {%- if plan.action in ['created', 'replaced'] -%}
+    {#- a replace drops the old relation (CASCADE): forget it and its dependents in the cache -#}
+    {%- do adapter.cache_dropped(target_relation) -%}
+  {%- endif -%}
+  {%- set should_revoke = should_revoke(state.relation_kind is not none, full_refresh_mode=True) -%}
+  {%- do apply_grants(target_relation, grant_config, should_revoke=should_revoke) -%}
+  {%- do persist_docs(target_relation, model) -%}
+
+  {{ run_hooks(post_hooks, inside_transaction=True) }}
+  -- `COMMIT` happens here:
+  {{ adapter.commit() }}
+  {{ run_hooks(post_hooks, inside_transaction=False) }}
+
+  {{ return({'relations': [target_relation]}) }}
+
+{% endmaterialization %}
+
+
+{#- Private: decide what to do from the look-up `state`. Returns a dict with action (created,
+    altered, replaced, unchanged), message (the stable log text) and sql (the act statement). -#}
+{% macro _pgstream_plan(relation, cfg, query, full_refresh, state) %}
+  {%- set lit = dbt_pgstream._pgstream_literal -%}
+  {%- set plain_relation = state.relation_kind is not none and not state.is_stream_table -%}
+  {%- set reasons = [] -%}
+  {%- set changes = [] -%}
+
+  {%- if plain_relation -%}
+    {%- if state.relation_kind not in ['table', 'view', 'materialized view', 'foreign table'] -%}
+      {{ exceptions.raise_compiler_error(
+          "dbt_pgstream: cannot deploy stream_table model '" ~ model.name ~ "': " ~ relation
+          ~ " already exists as a " ~ state.relation_kind ~ ", which dbt_pgstream does not replace") }}
+    {%- endif -%}
+    {%- do reasons.append('was a ' ~ state.relation_kind) -%}
+  {%- elif state.is_stream_table -%}
+    {%- if full_refresh -%}{%- do reasons.append('full refresh') -%}{%- endif -%}
+    {%- if state.query_changed -%}{%- do reasons.append('query changed') -%}{%- endif -%}
+    {%- if state.storage_missing -%}{%- do reasons.append('storage table missing') -%}{%- endif -%}
+    {%- if state.upstream_replaced -%}{%- do reasons.append('upstream replaced') -%}{%- endif -%}
+    {%- if state.schedule_cleared -%}
+      {%- do reasons.append('schedule ' ~ state.old_schedule ~ ' -> CALCULATED') -%}
+    {%- endif -%}
+    {%- if reasons | length == 0 -%}
+      {%- if cfg.schedule is not none and state.schedule_changed -%}
+        {%- do changes.append(['schedule', state.old_schedule, cfg.schedule]) -%}
+      {%- endif -%}
+      {%- if state.refresh_mode_changed -%}
+        {%- do changes.append(['refresh_mode', state.old_refresh_mode, cfg.refresh_mode]) -%}
+      {%- endif -%}
+      {%- if cfg.status is not none and state.status_changed -%}
+        {%- do changes.append(['status', state.old_status, cfg.status]) -%}
+      {%- endif -%}
+    {%- endif -%}
+  {%- endif -%}
+
+  {%- if state.relation_kind is none and not state.is_stream_table -%}
+    {%- set action = 'created' -%}
+    {%- set message = 'created' -%}
+  {%- elif reasons | length > 0 -%}
+    {%- set action = 'replaced' -%}
+    {%- set message = 'replaced (' ~ reasons | join(', ') ~ ')' -%}
+  {%- elif changes | length > 0 -%}
+    {%- set action = 'altered' -%}
+    {%- set described = [] -%}
+    {%- for change in changes -%}
+      {%- do described.append(change[0] ~ ' ' ~ change[1] ~ ' -> ' ~ change[2]) -%}
+    {%- endfor -%}
+    {%- set message = 'altered (' ~ described | join(', ') ~ ')' -%}
+  {%- else -%}
+    {{ return({'action': 'unchanged', 'message': 'unchanged', 'sql': ''}) }}
+  {%- endif -%}
+
+  {%- set statements = [dbt_pgstream._pgstream_lock_sql(relation)] -%}
+  {%- if action == 'altered' -%}
+    {%- set alter_args = {} -%}
+    {%- for change in changes -%}
+      {%- do alter_args.update({change[0]: change[2]}) -%}
+    {%- endfor -%}
+    {%- do statements.append(dbt_pgstream.alter_stream_table(relation,
+        schedule=alter_args.get('schedule'), refresh_mode=alter_args.get('refresh_mode'),
+        status=alter_args.get('status'))) -%}
+  {%- else -%}
+    {%- if cfg.custom_schema -%}
+      {%- do statements.append('CREATE SCHEMA IF NOT EXISTS ' ~ adapter.quote(relation.schema)) -%}
+    {%- endif -%}
+    {%- if plain_relation -%}
+      {%- do statements.append(dbt_pgstream._pgstream_drop_plain_relation_sql(relation)) -%}
+    {%- endif -%}
+    {%- if action == 'replaced' -%}
+      {%- do statements.append(dbt_pgstream.drop_stream_table(relation,
+          condition=dbt_pgstream._pgstream_sql_needs_replace(query, cfg.schedule, full_refresh))) -%}
+    {%- endif -%}
+    {%- do statements.append(dbt_pgstream.create_stream_table(
+        relation, query, cfg.schedule, cfg.refresh_mode, cfg.initialize)) -%}
+    {%- if cfg.status is not none -%}
+      {%- do statements.append(dbt_pgstream.alter_stream_table(relation, status=cfg.status)
+          ~ '\n  AND st.status IS DISTINCT FROM ' ~ lit(cfg.status)) -%}
+    {%- endif -%}
+  {%- endif -%}
+
+  {{ return({'action': action, 'message': message,
+             'sql': '-- dbt_pgstream: ' ~ message ~ '\n' ~ statements | join(';\n') ~ ';\n'}) }}
+{% endmacro %}
+
+
+{#- Private: a DO block dropping the plain table / view / materialized view / foreign table that
+    stands where the stream table goes, unless it has meanwhile become a stream table (a
+    concurrent deploy won the lock). Literals only; the body is itself a single-quoted literal. -#}
+{% macro _pgstream_drop_plain_relation_sql(relation) -%}
+  {%- set lit = dbt_pgstream._pgstream_literal -%}
+  {%- set body -%}
+DECLARE kind "char";
+BEGIN
+  SELECT c.relkind INTO kind
+  FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+  WHERE n.nspname = {{ lit(relation.schema) }} AND c.relname = {{ lit(relation.identifier) }};
+  IF kind IS NOT NULL AND NOT EXISTS (
+      SELECT 1 FROM pgstream.pgs_stream_tables AS st
+      WHERE {{ dbt_pgstream._pgstream_catalog_match(relation) }}) THEN
+    EXECUTE pg_catalog.format('DROP %s %I.%I CASCADE',
+        CASE kind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                  WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END,
+        {{ lit(relation.schema) }}, {{ lit(relation.identifier) }});
+  END IF;
+END
+  {%- endset -%}
+DO {{ lit(body) }}
+{%- endmacro %}

@@ -1,0 +1,135 @@
+{#- Private: read and validate the stream_table config of the current model. Runs no SQL; every
+    bad value is a compile error naming the model, the key, the value and what is allowed. -#}
+
+{% macro _pgstream_show(value) -%}
+  {%- if value is string -%}'{{ value }}'{%- else -%}{{ value }}{%- endif -%}
+{%- endmacro %}
+
+
+{% macro _pgstream_config_error(key, value, allowed) %}
+  {{ exceptions.raise_compiler_error(
+      "dbt_pgstream: invalid config for stream_table model '" ~ model.name ~ "': "
+      ~ key ~ "=" ~ dbt_pgstream._pgstream_show(value) ~ " is not allowed; " ~ allowed) }}
+{% endmacro %}
+
+
+{#- Is `text` a schedule the pg_stream API accepts (grammar only; the minimum number of seconds is
+    checked by pg_stream itself)? Durations: 30s, 5m, 1h30m, 2d, 1w or bare seconds; cron: 5 or 6
+    fields, or an @alias. -#}
+{% macro _pgstream_is_valid_schedule(text) %}
+  {%- set re = modules.re -%}
+  {%- if text.startswith('@') -%}
+    {{ return(text in ['@hourly', '@daily', '@weekly', '@monthly', '@yearly', '@annually']) }}
+  {%- elif re.search('\\s', text) -%}
+    {%- set fields = text.split() -%}
+    {%- if fields | length not in [5, 6] -%}
+      {{ return(false) }}
+    {%- endif -%}
+    {%- for field in fields -%}
+      {%- if not re.match('^[0-9A-Za-z*/,?#-]+$', field) -%}
+        {{ return(false) }}
+      {%- endif -%}
+    {%- endfor -%}
+    {{ return(true) }}
+  {%- else -%}
+    {{ return(re.match('^([0-9]+[smhdw])+$', text) is not none
+              or re.match('^[0-9]+$', text) is not none) }}
+  {%- endif -%}
+{% endmacro %}
+
+
+{#- Returns a dict: schedule (trimmed text, or none = CALCULATED), refresh_mode (upper case),
+    initialize (bool), status (upper case or none), name, schema. -#}
+{% macro _pgstream_stream_table_config() %}
+  {%- set schedule_allowed = "expected a duration ('30s', '5m', '1h30m', '2d', '1w', or bare "
+      ~ "seconds such as '90'), a cron expression of 5 or 6 fields ('*/5 * * * *'), one of "
+      ~ "'@hourly', '@daily', '@weekly', '@monthly', '@yearly', '@annually', or none for "
+      ~ "CALCULATED (the schedule of the stream tables that read this one)" -%}
+
+  {#- schedule: an explicit none (CALCULATED) differs from "not set" (default '1m'). -#}
+  {%- set raw_schedule = config.get('schedule', '__dbt_pgstream_unset__') -%}
+  {%- if raw_schedule == '__dbt_pgstream_unset__' -%}
+    {%- set raw_schedule = '1m' -%}
+  {%- endif -%}
+  {%- if raw_schedule is none -%}
+    {%- set schedule = none -%}
+  {%- elif raw_schedule is sameas true or raw_schedule is sameas false -%}
+    {%- do dbt_pgstream._pgstream_config_error('schedule', raw_schedule, schedule_allowed) -%}
+  {%- elif raw_schedule is number -%}
+    {%- if raw_schedule is integer and raw_schedule >= 0 -%}
+      {%- set schedule = raw_schedule | string -%}
+    {%- else -%}
+      {%- do dbt_pgstream._pgstream_config_error('schedule', raw_schedule, schedule_allowed) -%}
+    {%- endif -%}
+  {%- elif raw_schedule is string -%}
+    {%- set schedule = raw_schedule | trim -%}
+    {%- if not dbt_pgstream._pgstream_is_valid_schedule(schedule) -%}
+      {%- do dbt_pgstream._pgstream_config_error('schedule', raw_schedule, schedule_allowed) -%}
+    {%- endif -%}
+  {%- else -%}
+    {%- do dbt_pgstream._pgstream_config_error('schedule', raw_schedule, schedule_allowed) -%}
+  {%- endif -%}
+
+  {%- set raw_mode = config.get('refresh_mode', 'DIFFERENTIAL') -%}
+  {%- if raw_mode is string and (raw_mode | trim | upper) in ['FULL', 'DIFFERENTIAL'] -%}
+    {%- set refresh_mode = raw_mode | trim | upper -%}
+  {%- else -%}
+    {%- do dbt_pgstream._pgstream_config_error('refresh_mode', raw_mode,
+        "expected 'FULL' or 'DIFFERENTIAL' (any case)") -%}
+  {%- endif -%}
+
+  {%- set raw_initialize = config.get('initialize', true) -%}
+  {%- if raw_initialize is sameas true or raw_initialize is sameas false -%}
+    {%- set initialize = raw_initialize -%}
+  {%- else -%}
+    {%- do dbt_pgstream._pgstream_config_error('initialize', raw_initialize,
+        "expected a boolean: true or false (not a string)") -%}
+  {%- endif -%}
+
+  {%- set raw_status = config.get('status', none) -%}
+  {%- if raw_status is none -%}
+    {%- set status = none -%}
+  {%- elif raw_status is string and (raw_status | trim | upper) in ['ACTIVE', 'SUSPENDED'] -%}
+    {%- set status = raw_status | trim | upper -%}
+  {%- else -%}
+    {%- do dbt_pgstream._pgstream_config_error('status', raw_status,
+        "expected 'ACTIVE' or 'SUSPENDED' (any case), or none to leave the status as it is") -%}
+  {%- endif -%}
+
+  {%- set raw_name = config.get('stream_table_name', none) -%}
+  {%- if raw_name is none -%}
+    {%- set name = this.identifier -%}
+  {%- elif raw_name is string and raw_name | length > 0 -%}
+    {%- set name = raw_name -%}
+  {%- else -%}
+    {%- do dbt_pgstream._pgstream_config_error('stream_table_name', raw_name,
+        "expected a non-empty table name (prefer dbt's own `alias` config)") -%}
+  {%- endif -%}
+
+  {%- set raw_schema = config.get('stream_table_schema', none) -%}
+  {%- if raw_schema is none -%}
+    {%- set schema = this.schema -%}
+    {%- set schema_key = 'schema' -%}
+  {%- elif raw_schema is string and raw_schema | length > 0 -%}
+    {%- set schema = raw_schema -%}
+    {%- set schema_key = 'stream_table_schema' -%}
+  {%- else -%}
+    {%- do dbt_pgstream._pgstream_config_error('stream_table_schema', raw_schema,
+        "expected a non-empty schema name (prefer dbt's own `schema` config)") -%}
+  {%- endif -%}
+  {%- if '.' in schema -%}
+    {%- do dbt_pgstream._pgstream_config_error(schema_key, schema,
+        "pg_stream addresses a stream table as 'schema.table' split on the first dot, so a "
+        ~ "schema name containing a dot cannot be used") -%}
+  {%- endif -%}
+
+  {{ return({
+      'schedule': schedule,
+      'refresh_mode': refresh_mode,
+      'initialize': initialize,
+      'status': status,
+      'name': name,
+      'schema': schema,
+      'custom_schema': raw_schema is not none and raw_schema != this.schema,
+  }) }}
+{% endmacro %}
