@@ -1,0 +1,401 @@
+-- pgstream-lite: query analysis, dependencies, cycle detection, change capture, DML guard.
+
+-- The defining query without trailing whitespace/comments and one trailing semicolon, ready to be
+-- embedded as a subquery. A lexer (strings, E'' strings, quoted identifiers, dollar quotes with
+-- any tag, nested block comments, line comments) so that ';' or '--' inside literals are kept.
+-- A second top-level statement is an error.
+CREATE OR REPLACE FUNCTION pgstream_lite.query_body(p_query text)
+RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    c text[] := regexp_split_to_array(coalesce(p_query, ''), '');
+    n integer;
+    i integer := 1;
+    j integer;
+    pos integer;
+    last_sig integer := 0;
+    last_is_semi boolean := false;
+    semis integer := 0;
+    cdepth integer;
+    ch text;
+    tag text;
+    esc boolean;
+BEGIN
+    n := coalesce(array_length(c, 1), 0);
+    WHILE i <= n LOOP
+        ch := c[i];
+        IF ch ~ '^\s$' THEN
+            i := i + 1;
+            CONTINUE;
+        END IF;
+        IF ch = '-' AND i < n AND c[i + 1] = '-' THEN
+            WHILE i <= n AND c[i] <> E'\n' LOOP i := i + 1; END LOOP;
+            CONTINUE;
+        END IF;
+        IF ch = '/' AND i < n AND c[i + 1] = '*' THEN
+            cdepth := 1;
+            i := i + 2;
+            WHILE i <= n AND cdepth > 0 LOOP
+                IF c[i] = '*' AND i < n AND c[i + 1] = '/' THEN
+                    cdepth := cdepth - 1; i := i + 2;
+                ELSIF c[i] = '/' AND i < n AND c[i + 1] = '*' THEN
+                    cdepth := cdepth + 1; i := i + 2;
+                ELSE
+                    i := i + 1;
+                END IF;
+            END LOOP;
+            CONTINUE;
+        END IF;
+        IF semis > 0 AND last_is_semi THEN
+            -- something significant after a top-level semicolon: a second statement
+            RAISE EXCEPTION 'query parse error: the defining query must be a single SELECT statement';
+        END IF;
+        last_is_semi := false;
+        IF ch = '''' THEN
+            esc := i > 1 AND c[i - 1] IN ('E', 'e') AND (i = 2 OR c[i - 2] !~ '^[A-Za-z0-9_$]$');
+            i := i + 1;
+            WHILE i <= n LOOP
+                IF esc AND c[i] = '\' THEN
+                    i := i + 2;
+                    CONTINUE;
+                END IF;
+                IF c[i] = '''' THEN
+                    IF i < n AND c[i + 1] = '''' THEN
+                        i := i + 2;
+                        CONTINUE;
+                    END IF;
+                    EXIT;
+                END IF;
+                i := i + 1;
+            END LOOP;
+            last_sig := least(i, n);
+            i := i + 1;
+            CONTINUE;
+        END IF;
+        IF ch = '"' THEN
+            i := i + 1;
+            WHILE i <= n LOOP
+                IF c[i] = '"' THEN
+                    IF i < n AND c[i + 1] = '"' THEN
+                        i := i + 2;
+                        CONTINUE;
+                    END IF;
+                    EXIT;
+                END IF;
+                i := i + 1;
+            END LOOP;
+            last_sig := least(i, n);
+            i := i + 1;
+            CONTINUE;
+        END IF;
+        IF ch = '$' AND (i = 1 OR c[i - 1] !~ '^[A-Za-z0-9_$]$') THEN
+            j := i + 1;
+            WHILE j <= n AND c[j] ~ '^[A-Za-z0-9_]$' LOOP j := j + 1; END LOOP;
+            IF j <= n AND c[j] = '$' AND (j = i + 1 OR c[i + 1] !~ '^[0-9]$') THEN
+                tag := array_to_string(c[i:j], '');
+                pos := strpos(substr(p_query, j + 1), tag);
+                IF pos = 0 THEN
+                    last_sig := n;
+                    i := n + 1;
+                ELSE
+                    i := j + pos + length(tag) - 1;
+                    last_sig := i;
+                    i := i + 1;
+                END IF;
+                CONTINUE;
+            END IF;
+        END IF;
+        IF ch = ';' THEN
+            semis := semis + 1;
+            last_is_semi := true;
+        END IF;
+        last_sig := i;
+        i := i + 1;
+    END LOOP;
+    IF last_is_semi THEN
+        RETURN substr(p_query, 1, last_sig - 1);
+    END IF;
+    RETURN substr(p_query, 1, last_sig);
+END;
+$$;
+
+-- Does the (view's) query have LIMIT or OFFSET at its top level? Read from the parse tree stored in
+-- pg_rewrite, so literals, comments and LIMITs in subqueries are no false positives.
+CREATE OR REPLACE FUNCTION pgstream_lite.has_top_level_limit(p_view oid)
+RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    tree text;
+    m text[];
+    depth integer := 0;
+BEGIN
+    SELECT r.ev_action::text INTO tree
+      FROM pg_rewrite r WHERE r.ev_class = p_view AND r.rulename = '_RETURN';
+    IF tree IS NULL THEN
+        RETURN false;
+    END IF;
+    FOR m IN SELECT regexp_matches(tree, '(\\.)|([{}])|:(limitOffset|limitCount) (<>)?', 'g') LOOP
+        IF m[2] = '{' THEN
+            depth := depth + 1;
+        ELSIF m[2] = '}' THEN
+            depth := depth - 1;
+        ELSIF m[3] IS NOT NULL AND depth = 1 AND m[4] IS NULL THEN
+            RETURN true;
+        END IF;
+    END LOOP;
+    RETURN false;
+END;
+$$;
+
+-- Relations a view (or the probe view of a defining query) reads directly, with the columns used.
+CREATE OR REPLACE FUNCTION pgstream_lite.view_reads(p_view oid)
+RETURNS TABLE (relid oid, columns_used text[]) LANGUAGE sql STABLE AS $$
+    SELECT d.refobjid,
+           array_agg(DISTINCT a.attname::text ORDER BY a.attname::text)
+               FILTER (WHERE a.attname IS NOT NULL)
+      FROM pg_rewrite r
+      JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                      AND d.refclassid = 'pg_class'::regclass
+      JOIN pg_class c ON c.oid = d.refobjid AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+      LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+                              AND d.refobjsubid > 0
+     WHERE r.ev_class = p_view AND d.refobjid <> p_view
+     GROUP BY d.refobjid
+$$;
+
+CREATE OR REPLACE FUNCTION pgstream_lite.source_type(p_relid oid)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT CASE
+        WHEN EXISTS (SELECT 1 FROM pgstream.pgs_stream_tables s WHERE s.pgs_relid = p_relid)
+            THEN 'STREAM_TABLE'
+        WHEN (SELECT c.relkind FROM pg_class c WHERE c.oid = p_relid) = 'v' THEN 'VIEW'
+        ELSE 'TABLE' END
+$$;
+
+-- Every relation a defining query reads: direct ones, and through views (recursively) the tables,
+-- stream tables and views behind them. Stream tables are not expanded: their own refresh
+-- captures their sources.
+CREATE OR REPLACE FUNCTION pgstream_lite.collect_sources(p_probe oid)
+RETURNS TABLE (relid oid, source_type text, columns_used text[]) LANGUAGE sql STABLE AS $$
+    WITH RECURSIVE walk (relid, columns_used, path) AS (
+        SELECT v.relid, v.columns_used, ARRAY[p_probe]
+          FROM pgstream_lite.view_reads(p_probe) v
+        UNION ALL
+        SELECT v.relid, v.columns_used, w.path || w.relid
+          FROM walk w
+          CROSS JOIN LATERAL pgstream_lite.view_reads(w.relid) v
+         WHERE pgstream_lite.source_type(w.relid) = 'VIEW'
+           AND NOT (w.relid = ANY (w.path))
+           AND cardinality(w.path) < 64
+    )
+    SELECT w.relid, pgstream_lite.source_type(w.relid),
+           (SELECT array_agg(DISTINCT col ORDER BY col)
+              FROM walk w2 CROSS JOIN LATERAL unnest(w2.columns_used) col
+             WHERE w2.relid = w.relid)
+      FROM walk w
+     GROUP BY w.relid
+$$;
+
+-- Edges of the dependency graph: what a relation reads (views: their query; stream tables: the
+-- recorded dependencies).
+CREATE OR REPLACE FUNCTION pgstream_lite.graph_edges(p_relid oid)
+RETURNS SETOF oid LANGUAGE sql STABLE AS $$
+    SELECT d.source_relid
+      FROM pgstream.pgs_dependencies d
+      JOIN pgstream.pgs_stream_tables s ON s.pgs_id = d.pgs_id
+     WHERE s.pgs_relid = p_relid
+    UNION
+    SELECT v.relid FROM pgstream_lite.view_reads(p_relid) v
+     WHERE (SELECT c.relkind FROM pg_class c WHERE c.oid = p_relid) IN ('v', 'm')
+$$;
+
+-- Depth-first search from p_relid; raises `cycle detected in dependency graph: a -> b -> a`.
+CREATE OR REPLACE FUNCTION pgstream_lite.check_cycles(p_relid oid, p_stack oid[] DEFAULT '{}')
+RETURNS void LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    nxt oid;
+    pos integer;
+BEGIN
+    IF cardinality(p_stack) > 100 THEN
+        RETURN;
+    END IF;
+    FOR nxt IN SELECT pgstream_lite.graph_edges(p_relid) LOOP
+        pos := array_position(p_stack || p_relid, nxt);
+        IF pos IS NOT NULL THEN
+            RAISE EXCEPTION 'cycle detected in dependency graph: %',
+                (SELECT string_agg(pgstream_lite.relname(x), ' -> ' ORDER BY o)
+                   FROM unnest(((p_stack || p_relid)[pos:]) || nxt) WITH ORDINALITY AS u(x, o));
+        END IF;
+        PERFORM pgstream_lite.check_cycles(nxt, p_stack || p_relid);
+    END LOOP;
+END;
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Change capture.
+
+CREATE OR REPLACE FUNCTION pgstream_lite.buffer_schema()
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT pgstream_lite.setting('pg_stream.change_buffer_schema', 'pgstream_changes')
+$$;
+
+-- Start (or join) change capture of p_relid for stream table p_pgs_id.
+CREATE OR REPLACE FUNCTION pgstream_lite.ensure_capture(p_relid oid, p_pgs_id bigint, p_kind text)
+RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_schema text;
+    v_buffer text := 'changes_' || p_relid;
+    v_fn text := 'cdc_' || p_relid;
+    v_buf text;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pgstream_lite.capture c WHERE c.source_relid = p_relid) THEN
+        v_schema := pgstream_lite.buffer_schema();
+        v_buf := format('%I.%I', v_schema, v_buffer);
+        EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I', v_schema);
+        EXECUTE format('DROP TABLE IF EXISTS %s', v_buf);
+        EXECUTE format(
+            'CREATE TABLE %s (change_id bigserial PRIMARY KEY, '
+            'xid xid8 NOT NULL DEFAULT pg_current_xact_id(), op text NOT NULL, '
+            'row_old jsonb, row_new jsonb, captured_at timestamptz NOT NULL DEFAULT clock_timestamp())',
+            v_buf);
+        EXECUTE format('COMMENT ON TABLE %s IS %L', v_buf,
+            'pgstream-lite change buffer of ' || pgstream_lite.relname(p_relid));
+        IF p_kind = 'TRIGGER' THEN
+            EXECUTE format($f$
+CREATE OR REPLACE FUNCTION pgstream_lite.%I() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO %s (op, row_new) VALUES ('I', to_jsonb(NEW));
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO %s (op, row_old, row_new) VALUES ('U', to_jsonb(OLD), to_jsonb(NEW));
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO %s (op, row_old) VALUES ('D', to_jsonb(OLD));
+    ELSE
+        INSERT INTO %s (op) VALUES ('T');
+    END IF;
+    RETURN NULL;
+END;
+$body$ $f$, v_fn, v_buf, v_buf, v_buf, v_buf);
+            EXECUTE format('CREATE TRIGGER __pgs_cdc AFTER INSERT OR UPDATE OR DELETE ON %s '
+                           'FOR EACH ROW EXECUTE FUNCTION pgstream_lite.%I()', p_relid::regclass, v_fn);
+            EXECUTE format('CREATE TRIGGER __pgs_cdc_truncate AFTER TRUNCATE ON %s '
+                           'FOR EACH STATEMENT EXECUTE FUNCTION pgstream_lite.%I()',
+                           p_relid::regclass, v_fn);
+        ELSE
+            v_fn := NULL;
+        END IF;
+        INSERT INTO pgstream_lite.capture (source_relid, kind, buffer_schema, buffer_name, trigger_function)
+        VALUES (p_relid, p_kind, v_schema, v_buffer, v_fn);
+    END IF;
+    INSERT INTO pgstream.pgs_change_tracking AS t (source_relid, tracked_by_pgs_ids)
+    VALUES (p_relid, ARRAY[p_pgs_id])
+    ON CONFLICT (source_relid) DO UPDATE
+        SET tracked_by_pgs_ids = array_append(t.tracked_by_pgs_ids, p_pgs_id)
+      WHERE NOT (p_pgs_id = ANY (coalesce(t.tracked_by_pgs_ids, '{}')));
+END;
+$fn$;
+
+-- Stream table p_pgs_id no longer reads p_relid: drop capture objects nobody else needs.
+-- Call after the stream table's dependency rows are gone.
+CREATE OR REPLACE FUNCTION pgstream_lite.release_capture(p_relid oid, p_pgs_id bigint)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    cap pgstream_lite.capture;
+BEGIN
+    UPDATE pgstream.pgs_change_tracking t
+       SET tracked_by_pgs_ids = array_remove(t.tracked_by_pgs_ids, p_pgs_id)
+     WHERE t.source_relid = p_relid;
+    IF EXISTS (SELECT 1 FROM pgstream.pgs_dependencies d
+                WHERE d.source_relid = p_relid AND d.pgs_id <> p_pgs_id
+                  AND d.source_type IN ('TABLE', 'STREAM_TABLE')) THEN
+        RETURN;
+    END IF;
+    SELECT * INTO cap FROM pgstream_lite.capture c WHERE c.source_relid = p_relid;
+    IF FOUND THEN
+        IF cap.kind = 'TRIGGER' AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = p_relid) THEN
+            EXECUTE format('DROP TRIGGER IF EXISTS __pgs_cdc ON %s', p_relid::regclass);
+            EXECUTE format('DROP TRIGGER IF EXISTS __pgs_cdc_truncate ON %s', p_relid::regclass);
+        END IF;
+        IF cap.trigger_function IS NOT NULL THEN
+            EXECUTE format('DROP FUNCTION IF EXISTS pgstream_lite.%I()', cap.trigger_function);
+        END IF;
+        EXECUTE format('DROP TABLE IF EXISTS %I.%I', cap.buffer_schema, cap.buffer_name);
+        DELETE FROM pgstream_lite.capture c WHERE c.source_relid = p_relid;
+    END IF;
+    DELETE FROM pgstream.pgs_change_tracking t WHERE t.source_relid = p_relid;
+END;
+$$;
+
+-- Buffers of the sources a stream table reads. Sources without a buffer (materialized views,
+-- foreign tables) come back with a NULL buffer: they always count as changed.
+CREATE OR REPLACE FUNCTION pgstream_lite.st_buffers(p_pgs_id bigint)
+RETURNS TABLE (source_relid oid, buffer_schema text, buffer_name text) LANGUAGE sql STABLE AS $$
+    SELECT d.source_relid, c.buffer_schema, c.buffer_name
+      FROM pgstream.pgs_dependencies d
+      LEFT JOIN pgstream_lite.capture c ON c.source_relid = d.source_relid
+     WHERE d.pgs_id = p_pgs_id AND d.source_type IN ('TABLE', 'STREAM_TABLE')
+$$;
+
+-- Any captured change not yet consumed by the refresh that recorded p_frontier?
+CREATE OR REPLACE FUNCTION pgstream_lite.has_changes(p_pgs_id bigint, p_frontier jsonb)
+RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    b record;
+    found_change boolean;
+    snap pg_snapshot;
+BEGIN
+    IF p_frontier IS NULL OR p_frontier->>'snapshot' IS NULL THEN
+        RETURN true;
+    END IF;
+    snap := (p_frontier->>'snapshot')::pg_snapshot;
+    FOR b IN SELECT * FROM pgstream_lite.st_buffers(p_pgs_id) LOOP
+        IF b.buffer_name IS NULL THEN
+            RETURN true;
+        END IF;
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I.%I x WHERE NOT pg_visible_in_snapshot(x.xid, $1))',
+                       b.buffer_schema, b.buffer_name)
+            INTO found_change USING snap;
+        IF found_change THEN
+            RETURN true;
+        END IF;
+    END LOOP;
+    RETURN false;
+END;
+$$;
+
+-- Delete buffered changes every stream table reading the source has consumed.
+CREATE OR REPLACE FUNCTION pgstream_lite.cleanup_buffers(p_pgs_id bigint)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    b record;
+    horizon xid8;
+BEGIN
+    FOR b IN SELECT * FROM pgstream_lite.st_buffers(p_pgs_id) s WHERE s.buffer_name IS NOT NULL LOOP
+        SELECT CASE WHEN bool_and(s.frontier->>'snapshot' IS NOT NULL)
+                    THEN min(pg_snapshot_xmin((s.frontier->>'snapshot')::pg_snapshot)) END
+          INTO horizon
+          FROM pgstream.pgs_dependencies d
+          JOIN pgstream.pgs_stream_tables s ON s.pgs_id = d.pgs_id
+         WHERE d.source_relid = b.source_relid;
+        IF horizon IS NOT NULL THEN
+            EXECUTE format('DELETE FROM %I.%I x WHERE x.xid < $1', b.buffer_schema, b.buffer_name)
+                USING horizon;
+        END IF;
+    END LOOP;
+END;
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Stream tables belong to the refresh engine: user INSERT/UPDATE/DELETE/TRUNCATE is rejected.
+-- Refresh sets the transaction-local flag pgstream_lite.refreshing while it writes.
+CREATE OR REPLACE FUNCTION pgstream_lite.guard_dml()
+RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(current_setting('pgstream_lite.refreshing', true), '') <> 'on' THEN
+        RAISE EXCEPTION 'invalid argument: cannot % stream table %.%: its content is maintained by '
+                        'pgstream; use pgstream.refresh_stream_table() or change its sources',
+                        TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NULL;
+END;
+$$;

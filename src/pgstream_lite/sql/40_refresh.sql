@@ -1,0 +1,218 @@
+-- pgstream-lite: refresh (FULL and DIFFERENTIAL).
+--
+-- Row identity: __pgs_row_id = pg_stream_hash(text of the row's stored columns) for the first
+-- occurrence of a row, pg_stream_hash_multi(ARRAY[hash, occurrence]) for the n-th identical one
+-- (bag semantics). DIFFERENTIAL recomputes the query, then deletes the stored rows whose id is no
+-- longer produced and inserts the produced rows whose id is not stored: only rows that really
+-- changed are written, and the counts are the true delta. With no captured change since the last
+-- refresh (frontier = snapshot of the last refresh) it writes nothing (action NO_DATA).
+
+CREATE OR REPLACE FUNCTION pgstream_lite.lock_key()
+RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT 1885566316 $$;  -- 'pgsl'
+
+-- SQL producing (__pgs_row_id, columns...) of a stream table's defining query.
+CREATE OR REPLACE FUNCTION pgstream_lite.rows_sql(p_pgs_id bigint)
+RETURNS text LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    m pgstream_lite.st_meta;
+    q_cols text;
+    h_cols text;
+BEGIN
+    SELECT * INTO m FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
+    SELECT string_agg(format('q.%I', c), ', ' ORDER BY o),
+           string_agg(format('h.%I', c), ', ' ORDER BY o)
+      INTO q_cols, h_cols
+      FROM unnest(m.columns) WITH ORDINALITY AS u(c, o);
+    RETURN format(
+        E'SELECT CASE WHEN h.__pgs_occ = 1 THEN h.__pgs_h\n'
+        || E'            ELSE pgstream.pg_stream_hash_multi(ARRAY[h.__pgs_h::text, h.__pgs_occ::text])\n'
+        || E'       END AS __pgs_row_id, %s\n'
+        || E'  FROM (SELECT g.*, row_number() OVER (PARTITION BY g.__pgs_h) AS __pgs_occ\n'
+        || E'          FROM (SELECT %s, pgstream.pg_stream_hash(ROW(%s)::text) AS __pgs_h\n'
+        || E'                  FROM (\n%s\n) q) g) h',
+        h_cols, q_cols, q_cols, m.body);
+END;
+$$;
+
+-- Refresh one stream table now. Returns the action taken (FULL, DIFFERENTIAL, REINITIALIZE,
+-- NO_DATA). Raises on failure (the caller's transaction decides what survives).
+CREATE OR REPLACE FUNCTION pgstream_lite.refresh_st(p_pgs_id bigint, p_initiated_by text)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    st pgstream.pgs_stream_tables;
+    m pgstream_lite.st_meta;
+    qname text;
+    storage text;
+    v_start timestamptz := clock_timestamp();
+    v_action text;
+    v_ins bigint := 0;
+    v_del bigint := 0;
+    v_snap text;
+    v_old_path text;
+    v_old_flag text;
+    v_cols text;
+    v_rows text;
+    v_dead oid;
+    v_marker record;
+    v_secs bigint;
+BEGIN
+    SELECT * INTO st FROM pgstream.pgs_stream_tables s WHERE s.pgs_id = p_pgs_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'stream table not found: %', p_pgs_id;
+    END IF;
+    qname := st.pgs_schema || '.' || st.pgs_name;
+    IF NOT pg_try_advisory_xact_lock(pgstream_lite.lock_key(), p_pgs_id::integer) THEN
+        RAISE EXCEPTION 'refresh skipped: % — another refresh is already in progress', qname;
+    END IF;
+    SELECT * INTO st FROM pgstream.pgs_stream_tables s WHERE s.pgs_id = p_pgs_id FOR UPDATE;
+    IF st.status = 'SUSPENDED' THEN
+        RAISE EXCEPTION 'invalid argument: stream table % is suspended; resume it with '
+                        'SELECT pgstream.alter_stream_table(%L, status => ''ACTIVE'')', qname, qname;
+    END IF;
+    IF st.pgs_relid IS NULL OR NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = st.pgs_relid) THEN
+        RAISE EXCEPTION 'invalid argument: the storage table of stream table % no longer exists; '
+                        'drop it with pgstream.drop_stream_table(%L) and create it again', qname, qname;
+    END IF;
+    SELECT d.source_relid INTO v_dead
+      FROM pgstream.pgs_dependencies d
+     WHERE d.pgs_id = p_pgs_id
+       AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = d.source_relid)
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'invalid argument: stream table % reads a relation that was dropped '
+                        '(oid %, e.g. an upstream stream table that was dropped or replaced); '
+                        'drop it with pgstream.drop_stream_table(%L) and create it again',
+                        qname, v_dead, qname;
+    END IF;
+    SELECT * INTO m FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
+    storage := format('%I.%I', st.pgs_schema, st.pgs_name);
+
+    -- Everything committed before this snapshot is consumed by this refresh. Taken before the
+    -- query runs: a change that commits in between is read now and again next time (harmless).
+    v_snap := pg_current_snapshot()::text;
+
+    IF st.refresh_mode = 'FULL' THEN
+        v_action := 'FULL';
+    ELSIF st.needs_reinit THEN
+        v_action := 'REINITIALIZE';
+    ELSIF NOT st.is_populated THEN
+        v_action := 'FULL';
+    ELSIF pgstream_lite.has_changes(p_pgs_id, st.frontier) THEN
+        v_action := 'DIFFERENTIAL';
+    ELSE
+        v_action := 'NO_DATA';
+    END IF;
+
+    IF v_action <> 'NO_DATA' THEN
+        v_old_path := current_setting('search_path');
+        v_old_flag := coalesce(current_setting('pgstream_lite.refreshing', true), '');
+        PERFORM set_config('search_path', m.search_path, true);
+        PERFORM set_config('pgstream_lite.refreshing', 'on', true);
+        v_rows := pgstream_lite.rows_sql(p_pgs_id);
+        SELECT string_agg(format('%I', c), ', ' ORDER BY o) INTO v_cols
+          FROM unnest(m.columns) WITH ORDINALITY AS u(c, o);
+        IF v_action = 'DIFFERENTIAL' THEN
+            EXECUTE format(
+                E'WITH src AS MATERIALIZED (\n%s\n),\n'
+                || E'del AS (DELETE FROM %s t WHERE NOT EXISTS '
+                || E'(SELECT 1 FROM src WHERE src.__pgs_row_id = t.__pgs_row_id) RETURNING 1),\n'
+                || E'ins AS (INSERT INTO %s (__pgs_row_id, %s) SELECT src.__pgs_row_id, %s FROM src '
+                || E'WHERE NOT EXISTS (SELECT 1 FROM %s t WHERE t.__pgs_row_id = src.__pgs_row_id) '
+                || E'RETURNING 1)\n'
+                || E'SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM del)',
+                v_rows, storage, storage, v_cols,
+                (SELECT string_agg(format('src.%I', c), ', ' ORDER BY o)
+                   FROM unnest(m.columns) WITH ORDINALITY AS u(c, o)),
+                storage)
+            INTO v_ins, v_del;
+        ELSE
+            EXECUTE format('SELECT count(*) FROM %s', storage) INTO v_del;
+            EXECUTE format('TRUNCATE %s', storage);
+            EXECUTE format(E'INSERT INTO %s (__pgs_row_id, %s)\n%s', storage, v_cols, v_rows);
+            GET DIAGNOSTICS v_ins = ROW_COUNT;
+        END IF;
+        PERFORM set_config('pgstream_lite.refreshing', v_old_flag, true);
+        PERFORM set_config('search_path', v_old_path, true);
+    END IF;
+
+    -- Downstream stream tables see this table's changes through a marker row.
+    IF v_ins + v_del > 0 THEN
+        SELECT * INTO v_marker FROM pgstream_lite.capture c
+         WHERE c.source_relid = st.pgs_relid AND c.kind = 'MARKER';
+        IF FOUND THEN
+            EXECUTE format('INSERT INTO %I.%I (op, row_new) VALUES (''R'', $1)',
+                           v_marker.buffer_schema, v_marker.buffer_name)
+                USING jsonb_build_object('action', v_action, 'rows_inserted', v_ins,
+                                         'rows_deleted', v_del);
+        END IF;
+    END IF;
+
+    UPDATE pgstream.pgs_stream_tables s
+       SET data_timestamp = v_start,
+           last_refresh_at = v_start,
+           is_populated = true,
+           frontier = jsonb_build_object('snapshot', v_snap),
+           consecutive_errors = 0,
+           needs_reinit = false,
+           status = CASE WHEN s.status IN ('INITIALIZING', 'ERROR') THEN 'ACTIVE' ELSE s.status END
+     WHERE s.pgs_id = p_pgs_id;
+
+    v_secs := CASE WHEN pgstream_lite.cron_is_cron(st.schedule) THEN NULL
+                   ELSE pgstream.parse_duration_seconds(st.schedule) END;
+    INSERT INTO pgstream.pgs_refresh_history
+        (pgs_id, data_timestamp, start_time, end_time, action, rows_inserted, rows_deleted,
+         status, initiated_by, freshness_deadline)
+    VALUES (p_pgs_id, v_start, v_start, clock_timestamp(), v_action, v_ins, v_del,
+            'COMPLETED', p_initiated_by, v_start + make_interval(secs => v_secs));
+
+    PERFORM pgstream_lite.cleanup_buffers(p_pgs_id);
+    RETURN v_action;
+END;
+$$;
+
+-- Refresh for the scheduler: never raises. A failure is recorded (history row FAILED,
+-- consecutive_errors + 1, SUSPENDED after pg_stream.max_consecutive_errors in a row); a lost
+-- advisory lock is recorded as SKIP. Returns COMPLETED:<action>, SKIPPED or FAILED.
+CREATE OR REPLACE FUNCTION pgstream_lite.scheduled_refresh(p_pgs_id bigint)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_action text;
+    v_start timestamptz := clock_timestamp();
+    v_msg text;
+    v_max integer;
+    st pgstream.pgs_stream_tables;
+BEGIN
+    BEGIN
+        v_action := pgstream_lite.refresh_st(p_pgs_id, 'SCHEDULER');
+        RETURN 'COMPLETED:' || v_action;
+    EXCEPTION WHEN others THEN
+        GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
+    END;
+    SELECT * INTO st FROM pgstream.pgs_stream_tables s WHERE s.pgs_id = p_pgs_id;
+    IF NOT FOUND THEN
+        RETURN 'FAILED';
+    END IF;
+    IF v_msg LIKE 'refresh skipped:%' THEN
+        INSERT INTO pgstream.pgs_refresh_history
+            (pgs_id, data_timestamp, start_time, end_time, action, status, initiated_by, error_message)
+        VALUES (p_pgs_id, st.data_timestamp, v_start, clock_timestamp(), 'SKIP', 'SKIPPED',
+                'SCHEDULER', v_msg);
+        RETURN 'SKIPPED';
+    END IF;
+    v_max := pgstream_lite.setting_int('pg_stream.max_consecutive_errors', 3);
+    UPDATE pgstream.pgs_stream_tables s
+       SET consecutive_errors = s.consecutive_errors + 1,
+           needs_reinit = s.needs_reinit OR v_msg LIKE '%reads a relation that was dropped%',
+           status = CASE WHEN s.consecutive_errors + 1 >= v_max AND s.status = 'ACTIVE'
+                         THEN 'SUSPENDED' ELSE s.status END,
+           updated_at = now()
+     WHERE s.pgs_id = p_pgs_id;
+    INSERT INTO pgstream.pgs_refresh_history
+        (pgs_id, data_timestamp, start_time, end_time, action, status, initiated_by, error_message)
+    VALUES (p_pgs_id, st.data_timestamp, v_start, clock_timestamp(),
+            CASE WHEN st.refresh_mode = 'FULL' OR NOT st.is_populated THEN 'FULL'
+                 ELSE 'DIFFERENTIAL' END,
+            'FAILED', 'SCHEDULER', v_msg);
+    RETURN 'FAILED: ' || v_msg;
+END;
+$$;

@@ -1,0 +1,209 @@
+-- pgstream-lite: the user API (create / alter / drop / refresh).
+
+CREATE OR REPLACE FUNCTION pgstream.create_stream_table(
+    name text,
+    query text,
+    schedule text DEFAULT '1m',
+    refresh_mode text DEFAULT 'DIFFERENTIAL',
+    initialize boolean DEFAULT true)
+RETURNS void LANGUAGE plpgsql SET client_min_messages = warning AS $$
+DECLARE
+    p_name text := name;
+    p_query text := query;
+    p_schedule text := schedule;
+    p_mode text := refresh_mode;
+    p_init boolean := coalesce(initialize, true);
+    v_mode text;
+    v_sched text;
+    v_schema text;
+    v_table text;
+    v_body text;
+    v_probe text := '__pgs_probe_' || pg_backend_pid();
+    v_probe_oid oid;
+    v_ncols integer;
+    v_cols text[];
+    v_coldefs text;
+    v_relid oid;
+    v_id bigint;
+    v_path text;
+    dep record;
+BEGIN
+    -- 1. refresh mode, 2. schedule
+    v_mode := pgstream_lite.normalize_mode(p_mode);
+    v_sched := pgstream_lite.normalize_schedule(p_schedule);
+    SELECT s.schema_name, s.table_name INTO v_schema, v_table FROM pgstream_lite.split_name(p_name) s;
+
+    -- 3. the query
+    IF p_query IS NULL OR btrim(p_query, E' \t\r\n;') = '' THEN
+        RAISE EXCEPTION 'query parse error: the defining query is empty';
+    END IF;
+    v_body := pgstream_lite.query_body(p_query);
+    BEGIN
+        EXECUTE format(E'SELECT * FROM (\n%s\n) sub LIMIT 0', v_body);
+    EXCEPTION WHEN others THEN
+        RAISE EXCEPTION 'query parse error: %', SQLERRM;
+    END;
+    EXECUTE format('DROP VIEW IF EXISTS pg_temp.%I', v_probe);
+    BEGIN
+        EXECUTE format(E'CREATE TEMPORARY VIEW %I AS\n%s\n', v_probe, v_body);
+    EXCEPTION WHEN others THEN
+        RAISE EXCEPTION 'query parse error: %', SQLERRM;
+    END;
+    v_probe_oid := format('pg_temp.%I', v_probe)::regclass;
+    IF pgstream_lite.has_top_level_limit(v_probe_oid) THEN
+        RAISE EXCEPTION 'unsupported operator for DIFFERENTIAL mode: LIMIT/OFFSET is not allowed in '
+                        'the defining query of a stream table (in FULL mode neither)';
+    END IF;
+    SELECT count(*),
+           array_agg(a.attname::text ORDER BY a.attnum)
+               FILTER (WHERE a.attname NOT IN ('__pgs_row_id', '__pgs_count')),
+           string_agg(format('%I %s%s', a.attname, format_type(a.atttypid, a.atttypmod),
+                             CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
+                                  THEN ' COLLATE ' || format('%I.%I', cn.nspname, co.collname)
+                                  ELSE '' END),
+                      ', ' ORDER BY a.attnum)
+               FILTER (WHERE a.attname NOT IN ('__pgs_row_id', '__pgs_count'))
+      INTO v_ncols, v_cols, v_coldefs
+      FROM pg_attribute a
+      JOIN pg_type t ON t.oid = a.atttypid
+      LEFT JOIN pg_collation co ON co.oid = a.attcollation
+      LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
+     WHERE a.attrelid = v_probe_oid AND a.attnum > 0 AND NOT a.attisdropped;
+    IF v_ncols = 0 OR v_cols IS NULL THEN
+        RAISE EXCEPTION 'query parse error: the defining query must return at least one column';
+    END IF;
+
+    -- 4. an existing stream table
+    IF EXISTS (SELECT 1 FROM pgstream.pgs_stream_tables s
+                WHERE s.pgs_schema = v_schema AND s.pgs_name = v_table) THEN
+        RAISE EXCEPTION 'stream table already exists: %.%', v_schema, v_table;
+    END IF;
+
+    -- 5. the storage table
+    IF NOT EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = v_schema) THEN
+        RAISE EXCEPTION 'invalid argument: schema "%" does not exist', v_schema;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = v_schema AND c.relname = v_table) THEN
+        RAISE EXCEPTION 'invalid argument: relation %.% already exists and is not a stream table',
+            v_schema, v_table;
+    END IF;
+    EXECUTE format('CREATE TABLE %I.%I (__pgs_row_id bigint NOT NULL, %s)',
+                   v_schema, v_table, v_coldefs);
+    v_relid := format('%I.%I', v_schema, v_table)::regclass;
+    EXECUTE format('CREATE UNIQUE INDEX ON %I.%I (__pgs_row_id)', v_schema, v_table);
+    EXECUTE format('CREATE TRIGGER __pgs_guard_dml BEFORE INSERT OR UPDATE OR DELETE ON %I.%I '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION pgstream_lite.guard_dml()', v_schema, v_table);
+    EXECUTE format('CREATE TRIGGER __pgs_guard_truncate BEFORE TRUNCATE ON %I.%I '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION pgstream_lite.guard_dml()', v_schema, v_table);
+    EXECUTE format('COMMENT ON COLUMN %I.%I.__pgs_row_id IS %L', v_schema, v_table,
+                   'pgstream row identity (hash of the row and its occurrence number)');
+
+    SELECT string_agg(quote_ident(s), ', ') INTO v_path FROM unnest(current_schemas(false)) s;
+    INSERT INTO pgstream.pgs_stream_tables
+        (pgs_relid, pgs_name, pgs_schema, defining_query, schedule, refresh_mode, status,
+         is_populated)
+    VALUES (v_relid, v_table, v_schema, p_query, v_sched, v_mode, 'ACTIVE', false)
+    RETURNING pgs_id INTO v_id;
+    INSERT INTO pgstream_lite.st_meta (pgs_id, body, columns, search_path)
+    VALUES (v_id, v_body, v_cols, coalesce(v_path, ''));
+
+    -- 6. dependencies, cycles, change capture
+    INSERT INTO pgstream.pgs_dependencies (pgs_id, source_relid, source_type, columns_used, cdc_mode)
+    SELECT v_id, s.relid, s.source_type, s.columns_used, 'TRIGGER'
+      FROM pgstream_lite.collect_sources(v_probe_oid) s;
+    EXECUTE format('DROP VIEW pg_temp.%I', v_probe);
+    PERFORM pgstream_lite.check_cycles(v_relid);
+    FOR dep IN
+        SELECT d.source_relid, d.source_type, c.relkind
+          FROM pgstream.pgs_dependencies d JOIN pg_class c ON c.oid = d.source_relid
+         WHERE d.pgs_id = v_id
+    LOOP
+        IF dep.source_type = 'STREAM_TABLE' THEN
+            PERFORM pgstream_lite.ensure_capture(dep.source_relid, v_id, 'MARKER');
+        ELSIF dep.source_type = 'TABLE' AND dep.relkind IN ('r', 'p') THEN
+            PERFORM pgstream_lite.ensure_capture(dep.source_relid, v_id, 'TRIGGER');
+        END IF;
+    END LOOP;
+
+    -- 7. initial load
+    IF p_init THEN
+        PERFORM pgstream_lite.refresh_st(v_id, 'INITIAL');
+    END IF;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION pgstream.alter_stream_table(
+    name text,
+    schedule text DEFAULT NULL,
+    refresh_mode text DEFAULT NULL,
+    status text DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    p_name text := name;
+    p_schedule text := schedule;
+    p_mode text := refresh_mode;
+    p_status text := status;
+    st pgstream.pgs_stream_tables;
+    v_sched text;
+    v_mode text;
+    v_status text;
+BEGIN
+    st := pgstream_lite.find_st(p_name);
+    IF p_schedule IS NOT NULL THEN
+        v_sched := pgstream_lite.normalize_schedule(p_schedule);
+    END IF;
+    IF p_mode IS NOT NULL THEN
+        v_mode := pgstream_lite.normalize_mode(p_mode);
+    END IF;
+    IF p_status IS NOT NULL THEN
+        v_status := upper(btrim(p_status));
+        IF v_status NOT IN ('INITIALIZING', 'ACTIVE', 'SUSPENDED', 'ERROR') THEN
+            RAISE EXCEPTION 'invalid argument: unknown status: %', p_status;
+        END IF;
+    END IF;
+    UPDATE pgstream.pgs_stream_tables s
+       SET schedule = coalesce(v_sched, s.schedule),
+           refresh_mode = coalesce(v_mode, s.refresh_mode),
+           status = coalesce(v_status, s.status),
+           consecutive_errors = CASE WHEN v_status = 'ACTIVE' THEN 0 ELSE s.consecutive_errors END,
+           updated_at = now()
+     WHERE s.pgs_id = st.pgs_id;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION pgstream.drop_stream_table(name text)
+RETURNS void LANGUAGE plpgsql SET client_min_messages = warning AS $$
+DECLARE
+    p_name text := name;
+    st pgstream.pgs_stream_tables;
+    v_sources oid[];
+    src oid;
+BEGIN
+    st := pgstream_lite.find_st(p_name);
+    PERFORM pg_advisory_xact_lock(pgstream_lite.lock_key(), st.pgs_id::integer);
+    SELECT array_agg(d.source_relid) INTO v_sources
+      FROM pgstream.pgs_dependencies d WHERE d.pgs_id = st.pgs_id;
+    -- Stream tables reading this one keep their (now dead) dependency and must be re-created.
+    UPDATE pgstream.pgs_stream_tables s SET needs_reinit = true, updated_at = now()
+     WHERE s.pgs_id IN (SELECT d.pgs_id FROM pgstream.pgs_dependencies d
+                         WHERE d.source_relid = st.pgs_relid AND d.pgs_id <> st.pgs_id);
+    DELETE FROM pgstream.pgs_stream_tables s WHERE s.pgs_id = st.pgs_id;
+    FOREACH src IN ARRAY coalesce(v_sources, '{}') LOOP
+        PERFORM pgstream_lite.release_capture(src, st.pgs_id);
+    END LOOP;
+    IF st.pgs_relid IS NOT NULL AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = st.pgs_relid) THEN
+        EXECUTE format('DROP TABLE %s CASCADE', st.pgs_relid::regclass);
+    END IF;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION pgstream.refresh_stream_table(name text)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    st pgstream.pgs_stream_tables;
+BEGIN
+    st := pgstream_lite.find_st(refresh_stream_table.name);
+    PERFORM pgstream_lite.refresh_st(st.pgs_id, 'MANUAL');
+END;
+$$;

@@ -1,0 +1,231 @@
+-- pgstream-lite: monitoring views and functions, scheduler support.
+
+CREATE OR REPLACE FUNCTION pgstream_lite.schedule_seconds(p_schedule text)
+RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_schedule IS NULL OR pgstream_lite.cron_is_cron(p_schedule) THEN NULL
+                ELSE pgstream.parse_duration_seconds(p_schedule) END
+$$;
+
+CREATE OR REPLACE VIEW pgstream.stream_tables_info AS
+SELECT st.pgs_id, st.pgs_relid, st.pgs_name, st.pgs_schema, st.defining_query, st.schedule,
+       st.refresh_mode, st.status, st.is_populated, st.data_timestamp, st.frontier,
+       st.last_refresh_at, st.consecutive_errors, st.needs_reinit, st.created_at, st.updated_at,
+       now() - st.data_timestamp AS staleness,
+       extract(epoch FROM now() - st.data_timestamp) > pgstream_lite.schedule_seconds(st.schedule)
+           AS stale
+  FROM pgstream.pgs_stream_tables st;
+
+CREATE OR REPLACE VIEW pgstream.pg_stat_stream_tables AS
+SELECT st.pgs_id, st.pgs_schema, st.pgs_name, st.status, st.refresh_mode, st.is_populated,
+       st.data_timestamp, st.schedule,
+       now() - st.data_timestamp AS staleness,
+       extract(epoch FROM now() - st.data_timestamp) > pgstream_lite.schedule_seconds(st.schedule)
+           AS stale,
+       st.consecutive_errors, st.needs_reinit, st.last_refresh_at,
+       coalesce(h.total_refreshes, 0) AS total_refreshes,
+       coalesce(h.successful_refreshes, 0) AS successful_refreshes,
+       coalesce(h.failed_refreshes, 0) AS failed_refreshes,
+       coalesce(h.total_rows_inserted, 0) AS total_rows_inserted,
+       coalesce(h.total_rows_deleted, 0) AS total_rows_deleted,
+       h.avg_duration_ms,
+       l.action AS last_action,
+       l.status AS last_status
+  FROM pgstream.pgs_stream_tables st
+  LEFT JOIN LATERAL (
+        SELECT count(*)::bigint AS total_refreshes,
+               count(*) FILTER (WHERE x.status = 'COMPLETED')::bigint AS successful_refreshes,
+               count(*) FILTER (WHERE x.status = 'FAILED')::bigint AS failed_refreshes,
+               sum(x.rows_inserted)::bigint AS total_rows_inserted,
+               sum(x.rows_deleted)::bigint AS total_rows_deleted,
+               (avg(extract(epoch FROM x.end_time - x.start_time) * 1000)
+                   FILTER (WHERE x.status = 'COMPLETED'))::float8 AS avg_duration_ms
+          FROM pgstream.pgs_refresh_history x
+         WHERE x.pgs_id = st.pgs_id) h ON true
+  LEFT JOIN LATERAL (
+        SELECT x.action, x.status FROM pgstream.pgs_refresh_history x
+         WHERE x.pgs_id = st.pgs_id ORDER BY x.refresh_id DESC LIMIT 1) l ON true;
+
+CREATE OR REPLACE FUNCTION pgstream.pgs_status()
+RETURNS TABLE (name text, status text, refresh_mode text, is_populated boolean,
+               consecutive_errors integer, schedule text, data_timestamp timestamptz,
+               staleness interval)
+LANGUAGE sql STABLE AS $$
+    SELECT st.pgs_schema || '.' || st.pgs_name, st.status, st.refresh_mode, st.is_populated,
+           st.consecutive_errors, st.schedule, st.data_timestamp, now() - st.data_timestamp
+      FROM pgstream.pgs_stream_tables st
+     ORDER BY st.pgs_schema, st.pgs_name
+$$;
+
+CREATE OR REPLACE FUNCTION pgstream.st_refresh_stats()
+RETURNS TABLE (pgs_name text, pgs_schema text, status text, refresh_mode text,
+               is_populated boolean, total_refreshes bigint, successful_refreshes bigint,
+               failed_refreshes bigint, total_rows_inserted bigint, total_rows_deleted bigint,
+               avg_duration_ms float8, last_refresh_action text, last_refresh_status text,
+               last_refresh_at timestamptz, staleness_secs float8, stale boolean)
+LANGUAGE sql STABLE AS $$
+    SELECT s.pgs_name, s.pgs_schema, s.status, s.refresh_mode, s.is_populated,
+           s.total_refreshes, s.successful_refreshes, s.failed_refreshes,
+           s.total_rows_inserted, s.total_rows_deleted, s.avg_duration_ms,
+           s.last_action, s.last_status, s.last_refresh_at,
+           extract(epoch FROM s.staleness)::float8, s.stale
+      FROM pgstream.pg_stat_stream_tables s
+     ORDER BY s.pgs_schema, s.pgs_name
+$$;
+
+CREATE OR REPLACE FUNCTION pgstream.get_refresh_history(name text, max_rows integer DEFAULT 20)
+RETURNS TABLE (refresh_id bigint, data_timestamp timestamptz, start_time timestamptz,
+               end_time timestamptz, action text, status text, rows_inserted bigint,
+               rows_deleted bigint, duration_ms float8, error_message text)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    st pgstream.pgs_stream_tables;
+BEGIN
+    st := pgstream_lite.find_st(get_refresh_history.name);
+    RETURN QUERY
+        SELECT h.refresh_id, h.data_timestamp, h.start_time, h.end_time, h.action, h.status,
+               h.rows_inserted, h.rows_deleted,
+               (extract(epoch FROM h.end_time - h.start_time) * 1000)::float8, h.error_message
+          FROM pgstream.pgs_refresh_history h
+         WHERE h.pgs_id = st.pgs_id
+         ORDER BY h.refresh_id DESC
+         LIMIT greatest(coalesce(max_rows, 20), 0);
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION pgstream.get_staleness(name text)
+RETURNS float8 LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    st pgstream.pgs_stream_tables;
+BEGIN
+    st := pgstream_lite.find_st(get_staleness.name);
+    RETURN extract(epoch FROM now() - st.data_timestamp)::float8;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION pgstream.check_cdc_health()
+RETURNS TABLE (source_relid bigint, source_table text, cdc_mode text, slot_name text,
+               lag_bytes bigint, confirmed_lsn text, alert text)
+LANGUAGE sql STABLE AS $$
+    SELECT t.source_relid::bigint, pgstream_lite.relname(t.source_relid), 'TRIGGER'::text,
+           NULL::text, NULL::bigint, NULL::text,
+           CASE WHEN NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.source_relid)
+                THEN 'source table no longer exists' END
+      FROM pgstream.pgs_change_tracking t
+     ORDER BY t.source_relid
+$$;
+
+CREATE OR REPLACE FUNCTION pgstream.explain_st(name text)
+RETURNS TABLE (property text, value text)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    st pgstream.pgs_stream_tables;
+BEGIN
+    st := pgstream_lite.find_st(explain_st.name);
+    RETURN QUERY
+    SELECT x.p, x.v FROM (VALUES
+        (1, 'Name', st.pgs_schema || '.' || st.pgs_name),
+        (2, 'Defining Query', st.defining_query),
+        (3, 'Refresh Mode', st.refresh_mode),
+        (4, 'Schedule', coalesce(st.schedule, 'CALCULATED')),
+        (5, 'Status', st.status),
+        (6, 'Is Populated', st.is_populated::text),
+        (7, 'Source Tables',
+            (SELECT string_agg(pgstream_lite.relname(d.source_relid) || ' (' || d.source_type || ')',
+                               ', ' ORDER BY pgstream_lite.relname(d.source_relid))
+               FROM pgstream.pgs_dependencies d WHERE d.pgs_id = st.pgs_id)),
+        (8, 'Change Capture', 'TRIGGER'),
+        (9, 'Differential Strategy',
+            'recompute the query, write only rows whose __pgs_row_id changed; '
+            'NO_DATA when no source changed'),
+        (10, 'Data Timestamp', st.data_timestamp::text),
+        (11, 'Storage Columns',
+            (SELECT array_to_string(m.columns, ', ') FROM pgstream_lite.st_meta m
+              WHERE m.pgs_id = st.pgs_id))
+    ) AS x(o, p, v)
+    ORDER BY x.o;
+END;
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Scheduler support.
+
+CREATE OR REPLACE FUNCTION pgstream_lite.scheduler_enabled()
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT pgstream_lite.setting_bool('pg_stream.enabled', true)
+$$;
+
+CREATE OR REPLACE FUNCTION pgstream_lite.scheduler_interval_ms()
+RETURNS integer LANGUAGE sql STABLE AS $$
+    SELECT greatest(pgstream_lite.setting_int('pg_stream.scheduler_interval_ms', 1000), 10)
+$$;
+
+-- Is the stream table due by its own schedule at p_at? (CALCULATED: only when never populated.)
+CREATE OR REPLACE FUNCTION pgstream_lite.own_due(st pgstream.pgs_stream_tables, p_at timestamptz)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT CASE
+        WHEN NOT st.is_populated OR st.data_timestamp IS NULL THEN true
+        -- CALCULATED: driven by its dependents (see due_stream_tables); with no ACTIVE
+        -- dependent at all it falls back to the default schedule of 1 minute.
+        WHEN st.schedule IS NULL THEN
+            NOT EXISTS (SELECT 1 FROM pgstream.pgs_dependencies d
+                          JOIN pgstream.pgs_stream_tables s ON s.pgs_id = d.pgs_id
+                         WHERE d.source_relid = st.pgs_relid AND s.status = 'ACTIVE')
+            AND p_at - st.data_timestamp >= interval '1 minute'
+        WHEN pgstream_lite.cron_is_cron(st.schedule) THEN
+            st.last_refresh_at IS NULL
+            OR pgstream_lite.cron_next(st.schedule, st.last_refresh_at) <= p_at
+        ELSE p_at - st.data_timestamp
+             >= make_interval(secs => pgstream.parse_duration_seconds(st.schedule))
+    END
+$$;
+
+-- ACTIVE stream tables due at p_at, upstream before downstream (depth in the stream-table
+-- graph, then name). A CALCULATED table (NULL schedule) is due when any stream table reading it
+-- is due.
+CREATE OR REPLACE FUNCTION pgstream_lite.due_stream_tables(p_at timestamptz DEFAULT clock_timestamp())
+RETURNS TABLE (pgs_id bigint, name text, depth integer, reason text)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_due bigint[];
+    v_calc bigint[] := '{}';
+    v_new bigint[];
+    rounds integer := 0;
+BEGIN
+    v_due := ARRAY(SELECT s.pgs_id FROM pgstream.pgs_stream_tables s
+                    WHERE s.status = 'ACTIVE' AND pgstream_lite.own_due(s, p_at));
+    -- CALCULATED: due when a dependent is due (to a fixpoint, for chains of CALCULATED tables)
+    LOOP
+        rounds := rounds + 1;
+        v_new := ARRAY(
+            SELECT s.pgs_id FROM pgstream.pgs_stream_tables s
+             WHERE s.status = 'ACTIVE' AND s.schedule IS NULL AND NOT (s.pgs_id = ANY (v_due))
+               AND EXISTS (SELECT 1 FROM pgstream.pgs_dependencies d
+                            WHERE d.source_relid = s.pgs_relid AND d.pgs_id = ANY (v_due)));
+        EXIT WHEN cardinality(v_new) = 0 OR rounds > 100;
+        v_due := v_due || v_new;
+        v_calc := v_calc || v_new;
+    END LOOP;
+    RETURN QUERY
+    WITH RECURSIVE up (pgs_id, lvl) AS (
+        SELECT s.pgs_id, 0 FROM pgstream.pgs_stream_tables s
+        UNION ALL
+        SELECT s.pgs_id, up.lvl + 1
+          FROM up
+          JOIN pgstream.pgs_stream_tables u ON u.pgs_id = up.pgs_id
+          JOIN pgstream.pgs_dependencies d ON d.source_relid = u.pgs_relid
+          JOIN pgstream.pgs_stream_tables s ON s.pgs_id = d.pgs_id
+         WHERE up.lvl < 50
+    ), depths AS (
+        SELECT up.pgs_id, max(up.lvl)::integer AS lvl FROM up GROUP BY up.pgs_id
+    )
+    SELECT s.pgs_id, s.pgs_schema || '.' || s.pgs_name, dp.lvl,
+           CASE WHEN s.pgs_id = ANY (v_calc) THEN 'calculated'
+                WHEN NOT s.is_populated OR s.data_timestamp IS NULL THEN 'not populated'
+                WHEN pgstream_lite.cron_is_cron(s.schedule) THEN 'cron'
+                ELSE 'duration' END
+      FROM pgstream.pgs_stream_tables s
+      JOIN depths dp ON dp.pgs_id = s.pgs_id
+     WHERE s.pgs_id = ANY (v_due)
+     ORDER BY dp.lvl, s.pgs_schema, s.pgs_name;
+END;
+$$;
