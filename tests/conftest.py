@@ -18,6 +18,9 @@ import pytest
 from pgstream_lite.installer import install
 from pgstream_lite.server import LocalServer, dsn_for
 
+# dbt-core's functional-test fixtures, for tests/dbt (pytest only accepts this at the top level).
+pytest_plugins = ["dbt.tests.fixtures.project"]
+
 TEMPLATE_DB = "pgstream_template"
 _db_counter = itertools.count()
 

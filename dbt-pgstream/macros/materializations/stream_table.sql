@@ -43,7 +43,7 @@
     {%- do store_raw_result(name='main', message=plan.message, code=plan.action | upper,
                             rows_affected=-1) -%}
   {%- endif -%}
-  {{ log('dbt_pgstream: ' ~ model.name ~ ' (' ~ target_relation ~ '): ' ~ plan.message,
+  {{ log('dbt_pgstream: ' ~ model.name ~ ' (' ~ target_relation.schema ~ '.' ~ target_relation.identifier ~ '): ' ~ plan.message,
          info=True) }}
 
   {#-- teardown --#}

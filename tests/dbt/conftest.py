@@ -1,0 +1,145 @@
+"""Fixtures for the dbt-pgstream functional tests (dbt-core's own pytest fixtures).
+
+Every test class gets a database of its own, cloned from the session's template database (which
+has the engine installed), so catalogs never mix between classes. The dbt project of a class
+installs dbt-pgstream from this repository as a local package.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from dbt.tests.util import run_dbt
+from psycopg import sql as pgsql
+
+from pgstream_lite.server import dsn_for
+
+PACKAGE_DIR = Path(__file__).resolve().parents[2] / "dbt-pgstream"
+_db_counter = itertools.count()
+
+
+def _new_database(dsn: str, template: str | None) -> str:
+    name = f"dbt_{next(_db_counter)}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        if template:
+            conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+        else:
+            conn.execute(f"CREATE DATABASE {name}")
+        with psycopg.connect(dsn_for(conn.info.port, name), autocommit=True) as db:
+            db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    return name
+
+
+def _drop_database(dsn: str, name: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="class")
+def dbt_database(dsn: str, _template_db: str) -> Iterator[str]:
+    """A database of this test class's own, with the engine installed."""
+    name = _new_database(dsn, _template_db)
+    yield name
+    _drop_database(dsn, name)
+
+
+@pytest.fixture(scope="class")
+def dbt_profile_target(server_port: int, dbt_database: str) -> dict:
+    return {
+        "type": "postgres",
+        "threads": 4,
+        "host": "127.0.0.1",
+        "port": server_port,
+        "user": "postgres",
+        "pass": "",
+        "dbname": dbt_database,
+    }
+
+
+@pytest.fixture(scope="class")
+def packages() -> dict:
+    return {"packages": [{"local": str(PACKAGE_DIR)}]}
+
+
+@pytest.fixture(scope="class", autouse=True)
+def _dbt_deps(project) -> None:
+    run_dbt(["deps"])
+
+
+@pytest.fixture(scope="class")
+def db_dsn(server_port: int, dbt_database: str) -> str:
+    return dsn_for(server_port, dbt_database)
+
+
+@pytest.fixture(scope="class")
+def pg(db_dsn: str, project) -> Iterator[Catalog]:
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        yield Catalog(conn, project.test_schema)
+
+
+class Catalog:
+    """Reads the pgstream catalog and the tables of the test schema, for assertions."""
+
+    def __init__(self, conn: psycopg.Connection, schema: str) -> None:
+        self.conn = conn
+        self.schema = schema
+
+    def query(self, sql: str, params: tuple | dict = ()) -> list[tuple]:
+        return self.conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+
+    def value(self, sql: str, params: tuple | dict = ()):
+        rows = self.query(sql, params)
+        return rows[0][0] if rows else None
+
+    def st(self, name: str, schema: str | None = None) -> dict | None:
+        """The catalog row of a stream table (as a dict), or None."""
+        cur = self.conn.execute(
+            "SELECT * FROM pgstream.pgs_stream_tables WHERE pgs_schema = %s AND pgs_name = %s",
+            (schema or self.schema, name),
+        )
+        row = cur.fetchone()
+        if row is None:
+            return None
+        assert cur.description is not None
+        return {col.name: value for col, value in zip(cur.description, row, strict=True)}
+
+    def st_count(self) -> int:
+        return self.value("SELECT count(*) FROM pgstream.pgs_stream_tables")
+
+    def relkind(self, name: str, schema: str | None = None) -> str | None:
+        return self.value(
+            "SELECT c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relname = %s",
+            (schema or self.schema, name),
+        )
+
+    def relid(self, name: str, schema: str | None = None) -> int | None:
+        return self.value(
+            "SELECT c.oid::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relname = %s",
+            (schema or self.schema, name),
+        )
+
+    def rows(self, name: str, columns: str, schema: str | None = None) -> list[tuple]:
+        """`columns` of every row of a table, sorted."""
+        ident = pgsql.Identifier(schema or self.schema, name)
+        sql = pgsql.SQL("SELECT {} FROM {} ORDER BY 1, 2").format(pgsql.SQL(columns), ident)
+        return self.conn.execute(sql).fetchall()
+
+    def columns(self, name: str, schema: str | None = None) -> list[str]:
+        return [
+            r[0]
+            for r in self.query(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+                (schema or self.schema, name),
+            )
+        ]
+
+    def execute(self, sql: str, params: tuple | dict = ()) -> None:
+        self.conn.execute(sql, params)  # type: ignore[arg-type]

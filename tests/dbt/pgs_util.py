@@ -1,0 +1,81 @@
+"""Helpers shared by the dbt-pgstream functional tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dbt.tests.util import run_dbt, write_file
+
+RAW_ORDERS_CSV = """id,customer_id,amount
+1,1,10.00
+2,1,25.50
+3,2,7.25
+4,3,100.00
+5,2,12.75
+6,4,3.00
+7,1,4.50
+8,3,50.00
+"""
+
+# customer_id -> (total_amount, order_count) of RAW_ORDERS_CSV
+TOTALS = {1: (40.0, 3), 2: (20.0, 2), 3: (150.0, 2), 4: (3.0, 1)}
+
+ORDER_TOTALS_SQL = """
+{{{{ config(materialized='stream_table'{config}) }}}}
+SELECT customer_id, SUM(amount) AS total_amount, COUNT(*) AS order_count
+FROM {{{{ ref('raw_orders') }}}}
+GROUP BY customer_id
+"""
+
+
+def order_totals(config: str = "") -> str:
+    """The order_totals model; `config` is appended to the config() call, e.g. ", schedule='5m'"."""
+    return ORDER_TOTALS_SQL.format(config=config)
+
+
+def totals_rows(pg, name: str = "order_totals", schema: str | None = None) -> dict:
+    return {
+        cid: (float(total), count)
+        for cid, total, count in pg.rows(name, "customer_id, total_amount, order_count", schema)
+    }
+
+
+def message(results, name: str) -> str:
+    for result in results:
+        if result.node.name == name:
+            return result.message
+    raise AssertionError(f"no result for {name}: {[r.node.name for r in results]}")
+
+
+def status(results, name: str) -> str:
+    for result in results:
+        if result.node.name == name:
+            return str(result.status)
+    raise AssertionError(f"no result for {name}")
+
+
+def write_model(project, name: str, text: str) -> None:
+    write_file(text, project.project_root, "models", f"{name}.sql")
+
+
+def compiled_sql(project, name: str) -> str:
+    path = Path(project.project_root) / "target" / "compiled" / "test" / "models" / f"{name}.sql"
+    return path.read_text(encoding="utf-8").strip()
+
+
+def run_sql(project, name: str) -> str:
+    path = Path(project.project_root) / "target" / "run" / "test" / "models" / f"{name}.sql"
+    return path.read_text(encoding="utf-8")
+
+
+class SeededProject:
+    """Base of test classes: the raw_orders seed, loaded once per class after `dbt deps`."""
+
+    @pytest.fixture(scope="class")
+    def seeds(self):
+        return {"raw_orders.csv": RAW_ORDERS_CSV}
+
+    @pytest.fixture(scope="class", autouse=True)
+    def _seeded(self, _dbt_deps):
+        run_dbt(["seed"])

@@ -1,0 +1,344 @@
+"""dbt run behaviour of the stream_table materialization: one class per row of the issue's table.
+
+Each class asserts on the pgstream catalog (row, schedule/mode/status, defining_query), on the
+storage table's oid (pgs_relid: same oid = left in place, new oid = replaced) and on the rows.
+"""
+
+from __future__ import annotations
+
+import pytest
+from dbt.tests.util import run_dbt, run_dbt_and_capture
+from pgs_util import (
+    TOTALS,
+    SeededProject,
+    compiled_sql,
+    message,
+    order_totals,
+    run_sql,
+    totals_rows,
+    write_model,
+)
+
+# Several stream tables over one source built in parallel hit an engine race (see
+# TestParallelModelsOneSource); classes about something else build one model at a time.
+RUN_1 = ("run", "--threads", "1")  # a tuple: run_dbt extends the list it is given
+
+
+class TestCreate(SeededProject):
+    @pytest.fixture(scope="class")
+    def models(self):
+        return {"order_totals.sql": order_totals()}
+
+    def test_creates_stream_table(self, project, pg):
+        results, logs = run_dbt_and_capture(["run"])
+        assert message(results, "order_totals") == "created"
+        assert "order_totals" in logs and ": created" in logs
+
+        st = pg.st("order_totals")
+        assert st is not None
+        assert st["schedule"] == "1m"
+        assert st["refresh_mode"] == "DIFFERENTIAL"
+        assert st["status"] == "ACTIVE"
+        assert st["is_populated"] is True
+        # the defining query is exactly the compiled SQL (trimmed)
+        assert st["defining_query"] == compiled_sql(project, "order_totals")
+        assert st["pgs_relid"] == pg.relid("order_totals")
+        assert pg.relkind("order_totals") == "r"
+        assert pg.columns("order_totals")[0] == "__pgs_row_id"
+        assert totals_rows(pg) == TOTALS
+        # target/run/ holds the real statement that was executed
+        executed = run_sql(project, "order_totals")
+        assert "pg_advisory_xact_lock" in executed
+        assert "pgstream.create_stream_table(" in executed
+
+
+class TestUnchanged(SeededProject):
+    @pytest.fixture(scope="class")
+    def models(self):
+        return {"order_totals.sql": order_totals(", schedule='5m'")}
+
+    def test_second_run_changes_nothing(self, project, pg):
+        run_dbt(["run"])
+        before = pg.st("order_totals")
+        pg.execute("SELECT pg_stat_statements_reset()")
+
+        results, logs = run_dbt_and_capture(["run"])
+        assert message(results, "order_totals") == "unchanged"
+        assert ": unchanged" in logs
+        statements = [
+            q
+            for (q,) in pg.query(
+                "SELECT query FROM pg_stat_statements"
+                " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                "   AND query ILIKE '%%pgstream%%' AND query NOT ILIKE '%%pg_stat_statements%%'"
+            )
+        ]
+        # the one look-up round trip (its install check DO + the SELECT); no create/alter/drop
+        assert len(statements) == 2, statements
+        assert not any(
+            f"pgstream.{fn}" in q
+            for q in statements
+            for fn in ("create_stream_table", "alter_stream_table", "drop_stream_table")
+        )
+        after = pg.st("order_totals")
+        assert after == before  # same relid, same updated_at: nothing was touched
+        assert totals_rows(pg) == TOTALS
+
+
+class TestAlterSchedule(SeededProject):
+    @pytest.fixture(scope="class")
+    def models(self):
+        return {"order_totals.sql": order_totals()}
+
+    def test_alters_only_the_schedule(self, project, pg):
+        run_dbt(["run"])
+        before = pg.st("order_totals")
+
+        write_model(project, "order_totals", order_totals(", schedule='5m'"))
+        results, logs = run_dbt_and_capture(["run"])
+        assert message(results, "order_totals") == "altered (schedule 1m -> 5m)"
+        assert "altered (schedule 1m -> 5m)" in logs
+
+        after = pg.st("order_totals")
+        assert after["schedule"] == "5m"
+        assert after["pgs_relid"] == before["pgs_relid"]  # altered in place, not replaced
+        assert after["refresh_mode"] == before["refresh_mode"]
+        executed = run_sql(project, "order_totals")
+        assert "pgstream.alter_stream_table(" in executed
+        assert "schedule => '5m'" in executed
+        assert "refresh_mode =>" not in executed and "status =>" not in executed
+        assert totals_rows(pg) == TOTALS
+
+
+class TestAlterRefreshModeAndStatus(SeededProject):
+    @pytest.fixture(scope="class")
+    def models(self):
+        return {"order_totals.sql": order_totals()}
+
+    def test_alters_mode_and_status(self, project, pg):
+        run_dbt(["run"])
+        relid = pg.st("order_totals")["pgs_relid"]
+
+        write_model(
+            project, "order_totals", order_totals(", refresh_mode='full', status='suspended'")
+        )
+        results = run_dbt(["run"])
+        assert message(results, "order_totals") == (
+            "altered (refresh_mode DIFFERENTIAL -> FULL, status ACTIVE -> SUSPENDED)"
+        )
+        st = pg.st("order_totals")
+        assert (st["refresh_mode"], st["status"], st["pgs_relid"]) == ("FULL", "SUSPENDED", relid)
+        assert st["schedule"] == "1m"
+
+        write_model(project, "order_totals", order_totals(", refresh_mode='FULL', status='Active'"))
+        results = run_dbt(["run"])
+        assert message(results, "order_totals") == "altered (status SUSPENDED -> ACTIVE)"
+        st = pg.st("order_totals")
+        assert (st["refresh_mode"], st["status"], st["pgs_relid"]) == ("FULL", "ACTIVE", relid)
+
+        # status not configured: whatever it is now is left alone
+        pg.execute(
+            "SELECT pgstream.alter_stream_table(%s, status => 'SUSPENDED')",
+            (f"{pg.schema}.order_totals",),
+        )
+        write_model(project, "order_totals", order_totals(", refresh_mode='FULL'"))
+        results = run_dbt(["run"])
+        assert message(results, "order_totals") == "unchanged"
+        assert pg.st("order_totals")["status"] == "SUSPENDED"
+
+
+class TestReplaceOnQueryChange(SeededProject):
+    @pytest.fixture(scope="class")
+    def models(self):
+        return {"order_totals.sql": order_totals(", schedule='2m'")}
+
+    def test_replaces_when_query_changes(self, project, pg):
+        run_dbt(["run"])
+        before = pg.st("order_totals")
+
+        write_model(
+            project,
+            "order_totals",
+            order_totals(", schedule='2m'").replace(
+                "COUNT(*) AS order_count", "COUNT(*) AS order_count, MAX(amount) AS max_amount"
+            ),
+        )
+        results, logs = run_dbt_and_capture(["run"])
+        assert message(results, "order_totals") == "replaced (query changed)"
+        assert "replaced (query changed)" in logs
+
+        after = pg.st("order_totals")
+        assert after["pgs_relid"] != before["pgs_relid"]
+        assert after["pgs_relid"] == pg.relid("order_totals")
+        assert after["defining_query"] == compiled_sql(project, "order_totals")
+        assert "max_amount" in after["defining_query"]
+        assert after["schedule"] == "2m"
+        assert "max_amount" in pg.columns("order_totals")
+        assert totals_rows(pg) == TOTALS
+        executed = run_sql(project, "order_totals")
+        assert "pgstream.drop_stream_table(" in executed
+        assert "pgstream.create_stream_table(" in executed
+
+
+class TestFullRefresh(SeededProject):
+    @pytest.fixture(scope="class")
+    def models(self):
+        return {
+            "order_totals.sql": order_totals(),
+            "protected_totals.sql": order_totals(", full_refresh=false"),
+        }
+
+    def test_full_refresh_replaces_unless_protected(self, project, pg):
+        run_dbt([*RUN_1])
+        before = pg.st("order_totals")
+        protected_before = pg.st("protected_totals")
+
+        results = run_dbt([*RUN_1, "--full-refresh"])
+        assert message(results, "order_totals") == "replaced (full refresh)"
+        assert message(results, "protected_totals") == "unchanged"
+
+        after = pg.st("order_totals")
+        assert after["pgs_relid"] != before["pgs_relid"]
+        assert after["defining_query"] == before["defining_query"]
+        assert totals_rows(pg) == TOTALS
+        assert pg.st("protected_totals") == protected_before
+
+
+class TestReplacePlainRelation(SeededProject):
+    """The model was a table / a view before: the relation is replaced by the stream table."""
+
+    @pytest.fixture(scope="class")
+    def models(self):
+        return {
+            "was_table.sql": order_totals().replace("stream_table", "table"),
+            "was_view.sql": order_totals().replace("stream_table", "view"),
+            "reads_was_view.sql": "{{ config(materialized='view') }}\n"
+            "SELECT * FROM {{ ref('was_view') }}",
+        }
+
+    def test_replaces_table_and_view(self, project, pg):
+        run_dbt([*RUN_1])
+        assert pg.relkind("was_table") == "r" and pg.st("was_table") is None
+        assert pg.relkind("was_view") == "v"
+
+        write_model(project, "was_table", order_totals())
+        write_model(project, "was_view", order_totals())
+        results, logs = run_dbt_and_capture([*RUN_1])
+        assert message(results, "was_table") == "replaced (was a table)"
+        assert message(results, "was_view") == "replaced (was a view)"
+        assert "replaced (was a view)" in logs
+        for name in ("was_table", "was_view"):
+            st = pg.st(name)
+            assert st is not None and st["pgs_relid"] == pg.relid(name)
+            assert pg.relkind(name) == "r"
+            assert totals_rows(pg, name) == TOTALS
+        # the view reading the old view was dropped with it and rebuilt by the same run
+        assert pg.relkind("reads_was_view") == "v"
+        assert totals_rows(pg, "reads_was_view") == TOTALS
+
+        results = run_dbt([*RUN_1])
+        assert message(results, "was_table") == "unchanged"
+        assert message(results, "was_view") == "unchanged"
+
+
+class TestDownstreamReplaced(SeededProject):
+    """An upstream stream table replaced earlier in the run: the downstream one is replaced too."""
+
+    @pytest.fixture(scope="class")
+    def models(self):
+        return {
+            "order_totals.sql": order_totals(),
+            "big_customers.sql": "{{ config(materialized='stream_table', schedule=none) }}\n"
+            "SELECT customer_id, total_amount FROM {{ ref('order_totals') }}"
+            " WHERE total_amount >= 20",
+            "untouched.sql": order_totals(),
+        }
+
+    def test_downstream_is_replaced(self, project, pg):
+        run_dbt([*RUN_1])
+        down_before = pg.st("big_customers")
+        other_before = pg.st("untouched")
+
+        write_model(
+            project,
+            "order_totals",
+            order_totals().replace("COUNT(*) AS order_count", "COUNT(*)::int AS order_count"),
+        )
+        results = run_dbt([*RUN_1])
+        assert message(results, "order_totals") == "replaced (query changed)"
+        assert message(results, "big_customers") == "replaced (upstream replaced)"
+        assert message(results, "untouched") == "unchanged"
+
+        down = pg.st("big_customers")
+        assert down["pgs_relid"] != down_before["pgs_relid"]
+        assert pg.st("untouched") == other_before
+        # the downstream now reads the live upstream
+        dead = pg.value(
+            "SELECT count(*) FROM pgstream.pgs_dependencies d"
+            " WHERE d.pgs_id = %s AND NOT EXISTS (SELECT 1 FROM pg_class c"
+            " WHERE c.oid = d.source_relid)",
+            (down["pgs_id"],),
+        )
+        assert dead == 0
+        assert pg.rows("big_customers", "customer_id, total_amount::float") == [
+            (1, 40.0),
+            (2, 20.0),
+            (3, 150.0),
+        ]
+        results = run_dbt([*RUN_1])
+        assert {r.message for r in results} == {"unchanged"}
+
+
+class TestCalculatedSchedule(SeededProject):
+    @pytest.fixture(scope="class")
+    def models(self):
+        return {"order_totals.sql": order_totals(", schedule=none")}
+
+    def test_none_schedule_is_calculated(self, project, pg):
+        run_dbt(["run"])
+        st = pg.st("order_totals")
+        assert st["schedule"] is None
+
+        write_model(project, "order_totals", order_totals(", schedule='@hourly'"))
+        results = run_dbt(["run"])
+        assert message(results, "order_totals") == "altered (schedule CALCULATED -> @hourly)"
+        assert pg.st("order_totals")["pgs_relid"] == st["pgs_relid"]
+        assert pg.st("order_totals")["schedule"] == "@hourly"
+
+        # alter_stream_table cannot clear a schedule: going back to CALCULATED replaces
+        write_model(project, "order_totals", order_totals(", schedule=none"))
+        results = run_dbt(["run"])
+        assert message(results, "order_totals") == "replaced (schedule @hourly -> CALCULATED)"
+        after = pg.st("order_totals")
+        assert after["schedule"] is None and after["pgs_relid"] != st["pgs_relid"]
+        results = run_dbt(["run"])
+        assert message(results, "order_totals") == "unchanged"
+
+
+class TestInitializeFalse(SeededProject):
+    @pytest.fixture(scope="class")
+    def models(self):
+        return {"order_totals.sql": order_totals(", initialize=false, schedule='*/5 * * * *'")}
+
+    def test_created_empty(self, project, pg):
+        results = run_dbt(["run"])
+        assert message(results, "order_totals") == "created"
+        st = pg.st("order_totals")
+        assert st["is_populated"] is False
+        assert st["schedule"] == "*/5 * * * *"
+        assert totals_rows(pg) == {}
+        assert "initialize => false" in run_sql(project, "order_totals")
+
+
+class TestParallelModelsOneSource(SeededProject):
+    """Several stream tables over the same source, built by parallel dbt threads (threads: 4)."""
+
+    @pytest.fixture(scope="class")
+    def models(self):
+        return {f"totals_{i}.sql": order_totals() for i in range(4)}
+
+    def test_all_created(self, project, pg):
+        results = run_dbt(["run"])
+        assert {r.message for r in results} == {"created"}
+        for i in range(4):
+            assert totals_rows(pg, f"totals_{i}") == TOTALS
