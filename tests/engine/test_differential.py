@@ -1,0 +1,160 @@
+"""DIFFERENTIAL refresh ≡ FULL: property test over random change batches.
+
+After every batch of random INSERT/UPDATE/DELETE on the sources, each DIFFERENTIAL stream table
+must equal its defining query as a multiset (minus __pgs_row_id), and the refresh history must
+report exactly the true delta (rows that left + rows that came, as multisets). A batch with no
+change gives NO_DATA everywhere.
+"""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pgs_helpers import q, q1
+
+# (name, defining query) in dependency order; all DIFFERENTIAL.
+STREAM_TABLES = [
+    ("filt", "SELECT id, a, b FROM t1 WHERE a > 2"),
+    ("agg", "SELECT k, sum(a) AS s, count(*) AS c, avg(a) AS av, min(b) AS mn, max(a) AS mx "
+            "FROM t1 GROUP BY k"),
+    ("ij", "SELECT t1.id, t1.a, t2.name FROM t1 JOIN t2 ON t1.k = t2.k"),
+    ("lj", "SELECT t2.k, t2.name, t1.a FROM t2 LEFT JOIN t1 ON t1.k = t2.k"),
+    ("dist", "SELECT DISTINCT k, b FROM t1"),
+    ("uni", "SELECT k, a FROM t1 UNION ALL SELECT k, length(name) FROM t2"),
+    ("dup", "SELECT a % 2 AS parity, b FROM t1"),
+    ("cnt", "SELECT count(*) AS n, sum(a) AS total FROM t1"),
+    ("on_st", "SELECT k, s * 2 AS s2, c FROM agg WHERE c > 1"),
+    ("on_st2", "SELECT c, count(*) AS groups FROM agg GROUP BY c"),
+]
+
+small = st.integers(min_value=0, max_value=4)
+values = st.one_of(st.none(), st.integers(min_value=-2, max_value=6))
+texts = st.one_of(st.none(), st.sampled_from(["x", "y", "z", "it's", ""]))
+op = st.one_of(
+    st.tuples(st.just("ins1"), small, values, texts),
+    st.tuples(st.just("upd1"), st.integers(0, 50), values, texts),
+    st.tuples(st.just("updk"), st.integers(0, 50), small, st.none()),
+    st.tuples(st.just("del1"), st.integers(0, 50), st.none(), st.none()),
+    st.tuples(st.just("ins2"), small, st.sampled_from(["n1", "n2", "long name"]), st.none()),
+    st.tuples(st.just("del2"), st.integers(0, 50), st.none(), st.none()),
+)
+batches = st.lists(st.lists(op, max_size=8), min_size=1, max_size=4)
+
+PICK = ("(SELECT {id} FROM {t} ORDER BY {id} "
+        "OFFSET (%s %% (SELECT greatest(count(*), 1) FROM {t})) LIMIT 1)")
+
+
+def apply(conn: psycopg.Connection, ops) -> None:
+    for kind, x, y, z in ops:
+        if kind == "ins1":
+            conn.execute("INSERT INTO t1 (k, a, b) VALUES (%s, %s, %s)", (x, y, z))
+        elif kind == "upd1":
+            conn.execute("UPDATE t1 SET a = %s, b = %s WHERE id = "
+                         + PICK.format(id="id", t="t1"), (y, z, x))
+        elif kind == "updk":
+            conn.execute("UPDATE t1 SET k = %s WHERE id = " + PICK.format(id="id", t="t1"),
+                         (y, x))
+        elif kind == "del1":
+            conn.execute("DELETE FROM t1 WHERE id = " + PICK.format(id="id", t="t1"), (x,))
+        elif kind == "ins2":
+            conn.execute("INSERT INTO t2 (k, name) VALUES (%s, %s)", (x, y))
+        elif kind == "del2":
+            conn.execute("DELETE FROM t2 WHERE ctid = " + PICK.format(id="ctid", t="t2"), (x,))
+
+
+def columns(conn, name: str) -> str:
+    cols = q1(conn, "SELECT m.columns FROM pgstream_lite.st_meta m JOIN "
+                    "pgstream.pgs_stream_tables s USING (pgs_id) WHERE s.pgs_name = %s", name)
+    return ", ".join(f'"{c}"' for c in cols)
+
+
+@pytest.fixture
+def world(conn: psycopg.Connection) -> psycopg.Connection:
+    conn.execute("CREATE TABLE t1 (id serial PRIMARY KEY, k int, a int, b text)")
+    conn.execute("CREATE TABLE t2 (k int, name text)")
+    for name, query in STREAM_TABLES:
+        conn.execute("SELECT pgstream.create_stream_table(%s, %s, '1m', 'DIFFERENTIAL')",
+                     (name, query))
+    return conn
+
+
+def refresh_and_check(conn: psycopg.Connection, expect_no_data: bool) -> None:
+    for name, query in STREAM_TABLES:
+        cols = columns(conn, name)
+        conn.execute("DROP TABLE IF EXISTS pg_temp.before")
+        conn.execute(f"CREATE TEMP TABLE before AS SELECT {cols} FROM {name}")
+        conn.execute("SELECT pgstream.refresh_stream_table(%s)", (name,))
+        action, ins, dele = q(conn, "SELECT action, rows_inserted, rows_deleted "
+                                    "FROM pgstream.get_refresh_history(%s, 1)", name)[0]
+        missing = q1(conn, f"SELECT count(*) FROM (SELECT {cols} FROM ({query}) x "
+                           f"EXCEPT ALL SELECT {cols} FROM {name}) d")
+        extra = q1(conn, f"SELECT count(*) FROM (SELECT {cols} FROM {name} "
+                         f"EXCEPT ALL SELECT {cols} FROM ({query}) x) d")
+        assert (missing, extra) == (0, 0), f"{name}: differs from its query"
+        true_ins = q1(conn, f"SELECT count(*) FROM (SELECT {cols} FROM {name} "
+                            f"EXCEPT ALL SELECT * FROM before) d")
+        true_del = q1(conn, f"SELECT count(*) FROM (SELECT * FROM before "
+                            f"EXCEPT ALL SELECT {cols} FROM {name}) d")
+        assert (ins, dele) == (true_ins, true_del), f"{name}: history is not the true delta"
+        if expect_no_data:
+            assert action == "NO_DATA", name
+        else:
+            assert action in ("DIFFERENTIAL", "NO_DATA"), name
+        ids = q1(conn, f"SELECT count(DISTINCT __pgs_row_id) = count(*) FROM {name}")
+        assert ids
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(batches=batches)
+def test_differential_equals_full(world, batches):
+    conn = world
+    conn.execute("TRUNCATE t1, t2")
+    refresh_and_check(conn, expect_no_data=False)
+    for ops in batches:
+        apply(conn, ops)
+        refresh_and_check(conn, expect_no_data=False)
+    refresh_and_check(conn, expect_no_data=True)
+
+
+def test_no_change_means_no_write(world):
+    world.execute("INSERT INTO t1 (k, a, b) SELECT g % 3, g, 'b' FROM generate_series(1, 20) g")
+    world.execute("INSERT INTO t2 VALUES (1, 'one'), (2, 'two')")
+    for name, _ in STREAM_TABLES:
+        world.execute("SELECT pgstream.refresh_stream_table(%s)", (name,))
+    stats_before = {name: q(world, "SELECT n_tup_ins, n_tup_del, n_tup_upd FROM "
+                                   "pg_stat_xact_user_tables WHERE relname = %s", name)
+                    for name, _ in STREAM_TABLES}
+    for name, _ in STREAM_TABLES:
+        world.execute("SELECT pgstream.refresh_stream_table(%s)", (name,))
+        assert q1(world, "SELECT action FROM pgstream.get_refresh_history(%s, 1)", name) == \
+            "NO_DATA"
+    stats_after = {name: q(world, "SELECT n_tup_ins, n_tup_del, n_tup_upd FROM "
+                                  "pg_stat_xact_user_tables WHERE relname = %s", name)
+                   for name, _ in STREAM_TABLES}
+    assert stats_before == stats_after
+
+
+def test_duplicates_survive(world):
+    world.execute("INSERT INTO t1 (k, a, b) VALUES (1, 1, 'x'), (1, 1, 'x'), (1, 1, 'x')")
+    world.execute("SELECT pgstream.refresh_stream_table('dup')")
+    assert q1(world, "SELECT count(*) FROM dup") == 3
+    world.execute("DELETE FROM t1 WHERE id = (SELECT min(id) FROM t1)")
+    world.execute("SELECT pgstream.refresh_stream_table('dup')")
+    assert q1(world, "SELECT count(*) FROM dup") == 2
+    assert q(world, "SELECT rows_inserted, rows_deleted FROM "
+                    "pgstream.get_refresh_history('dup', 1)") == [(0, 1)]
+
+
+def test_full_mode_table_matches_differential(world):
+    world.execute("INSERT INTO t1 (k, a, b) SELECT g % 4, g, 'b' || g % 2 FROM "
+                  "generate_series(1, 30) g")
+    world.execute("SELECT pgstream.create_stream_table('agg_full', %s, '1m', 'FULL')",
+                  (STREAM_TABLES[1][1],))
+    world.execute("UPDATE t1 SET a = a + 1 WHERE id % 5 = 0")
+    world.execute("SELECT pgstream.refresh_stream_table('agg')")
+    world.execute("SELECT pgstream.refresh_stream_table('agg_full')")
+    assert q(world, "SELECT * FROM agg ORDER BY k") == q(world, "SELECT * FROM agg_full ORDER BY k")
+    assert q1(world, "SELECT action FROM pgstream.get_refresh_history('agg_full', 1)") == "FULL"
