@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
+import threading
 from dataclasses import dataclass
 
 import psycopg
@@ -85,19 +85,25 @@ def _connect(dsn: str) -> psycopg.Connection:
     return conn
 
 
-def run_scheduler(dsn: str, once: bool = False, interval_ms: int | None = None) -> None:
-    """Run the scheduler against `dsn`: one tick with `once`, else forever (until interrupted).
+def run_scheduler(
+    dsn: str,
+    once: bool = False,
+    interval_ms: int | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Run the scheduler against `dsn`: one tick with `once`, else until interrupted (or `stop`).
 
     The pause between ticks is `interval_ms`, or the server setting
     `pg_stream.scheduler_interval_ms` (default 1000) read at each tick.
     """
+    stop = stop or threading.Event()
     if not logging.getLogger().handlers:
         logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
     conn: psycopg.Connection | None = None
     backoff = 0.5
     lost = False
     try:
-        while True:
+        while not stop.is_set():
             pause_ms = interval_ms if interval_ms is not None else DEFAULT_INTERVAL_MS
             try:
                 if conn is None or conn.closed:
@@ -124,12 +130,12 @@ def run_scheduler(dsn: str, once: bool = False, interval_ms: int | None = None) 
                     except psycopg.Error:
                         pass
                 conn = None
-                time.sleep(backoff)
+                stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
             if once:
                 return
-            time.sleep(max(pause_ms, 10) / 1000.0)
+            stop.wait(max(pause_ms, 10) / 1000.0)
     finally:
         if conn is not None and not conn.closed:
             conn.close()
