@@ -69,7 +69,8 @@
   {%- do adapter.commit() -%}
   {%- for relation in to_drop -%}
     {%- do adapter.cache_dropped(relation) -%}
-    {{ log('dbt_pgstream: ' ~ relation ~ ': dropped', info=True) }}
+    {{ log('dbt_pgstream: ' ~ relation.schema ~ '.' ~ relation.identifier ~ ': dropped',
+           info=True) }}
   {%- endfor -%}
   {{ log('dbt_pgstream: dropped ' ~ to_drop | length ~ ' stream table(s)', info=True) }}
 {%- endmacro %}

@@ -14,5 +14,6 @@
     {{ dbt_pgstream.refresh_stream_table(relation) }}
   {%- endcall -%}
   {%- do adapter.commit() -%}
-  {{ log('dbt_pgstream: ' ~ model_name ~ ' (' ~ relation ~ '): refreshed', info=True) }}
+  {{ log('dbt_pgstream: ' ~ model_name ~ ' (' ~ relation.schema ~ '.' ~ relation.identifier
+         ~ '): refreshed', info=True) }}
 {%- endmacro %}

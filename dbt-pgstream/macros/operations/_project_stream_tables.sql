@@ -1,0 +1,151 @@
+{#- Private helpers of the monitoring run-operations (stream_table_status, wait_for_populated,
+    refresh_all_stream_tables): the project's stream_table models joined to the pg_stream catalog
+    in ONE query. The rows come back as one JSON text (fromjson), so agate never retypes a value
+    (a schedule of '90' stays a string). -#}
+
+{#- Private: the stream_table model nodes matching `select`: none = all of them; a string or a
+    list of strings, each 'tag:<tag>' or a model name (an unknown name or a model that is not a
+    stream_table is a compile error). Returns the nodes, without duplicates, in graph order. -#}
+{% macro _pgstream_select_nodes(select=none, caller_name='dbt_pgstream') %}
+  {%- set all_nodes = dbt_pgstream._pgstream_stream_table_nodes() -%}
+  {%- if select is none -%}
+    {{ return(all_nodes) }}
+  {%- endif -%}
+  {%- if select is string -%}
+    {%- set selectors = select.split() -%}
+  {%- elif select is iterable and select is not mapping -%}
+    {%- set selectors = select -%}
+  {%- else -%}
+    {{ exceptions.raise_compiler_error(
+        "dbt_pgstream: " ~ caller_name ~ ": select=" ~ select ~ " is not allowed; expected "
+        ~ "'tag:<tag>', a model name, or a list of those") }}
+  {%- endif -%}
+  {%- set wanted = [] -%}
+  {%- for selector in selectors -%}
+    {%- if selector is not string or selector | trim | length == 0 -%}
+      {{ exceptions.raise_compiler_error(
+          "dbt_pgstream: " ~ caller_name ~ ": select item " ~ selector ~ " is not allowed; "
+          ~ "expected 'tag:<tag>' or a model name") }}
+    {%- endif -%}
+    {%- set selector = selector | trim -%}
+    {%- if selector.startswith('tag:') -%}
+      {%- set tag = selector[4:] -%}
+      {%- for node in all_nodes -%}
+        {%- if tag in node.tags and node.unique_id not in wanted -%}
+          {%- do wanted.append(node.unique_id) -%}
+        {%- endif -%}
+      {%- endfor -%}
+    {%- else -%}
+      {%- set node = dbt_pgstream._pgstream_model_node(selector) -%}
+      {%- if node.unique_id not in wanted -%}
+        {%- do wanted.append(node.unique_id) -%}
+      {%- endif -%}
+    {%- endif -%}
+  {%- endfor -%}
+  {%- set nodes = [] -%}
+  {%- for node in all_nodes -%}
+    {%- if node.unique_id in wanted -%}
+      {%- do nodes.append(node) -%}
+    {%- endif -%}
+  {%- endfor -%}
+  {{ return(nodes) }}
+{% endmacro %}
+
+
+{#- Private: for each node of `nodes`, a dict: model, relation ('schema.table'), schema, table,
+    deployed (bool) and, when deployed, the pg_stat_stream_tables columns status, refresh_mode,
+    schedule ('CALCULATED' for none), is_populated, consecutive_errors, stale,
+    staleness_seconds, staleness (text), last_refresh_at (text) plus depth (longest chain of
+    stream tables it reads from). Ordered upstream first (depth, then model name); models that
+    are not deployed come last. One query. -#}
+{% macro _pgstream_project_catalog(nodes) %}
+  {%- if nodes | length == 0 -%}
+    {{ return([]) }}
+  {%- endif -%}
+  {%- set lit = dbt_pgstream._pgstream_literal -%}
+  {%- set relations = [] -%}
+  {%- for node in nodes -%}
+    {%- do relations.append(dbt_pgstream._pgstream_node_relation(node)) -%}
+  {%- endfor -%}
+  {%- call statement('pgstream_project_catalog', fetch_result=True, auto_begin=True) -%}
+    {{ dbt_pgstream._pgstream_assert_installed_sql() }};
+    WITH RECURSIVE wanted (ordinal, model, schema_name, table_name) AS (
+        VALUES
+        {%- for relation in relations %}
+        ({{ loop.index0 }}, {{ lit(nodes[loop.index0].name) }}, {{ lit(relation.schema) }},
+         {{ lit(relation.identifier) }}){{ ',' if not loop.last }}
+        {%- endfor %}
+    ),
+    edges AS (
+        SELECT dep.pgs_id AS child, up.pgs_id AS parent
+        FROM pgstream.pgs_dependencies AS dep
+        JOIN pgstream.pgs_stream_tables AS up ON up.pgs_relid = dep.source_relid
+    ),
+    depth (pgs_id, level) AS (
+        SELECT pgs_id, 0 FROM pgstream.pgs_stream_tables
+        UNION
+        SELECT edges.child, depth.level + 1
+        FROM depth JOIN edges ON edges.parent = depth.pgs_id
+        WHERE depth.level < 1000
+    ),
+    rows AS (
+        SELECT wanted.ordinal, wanted.model,
+               wanted.schema_name || '.' || wanted.table_name AS relation,
+               wanted.schema_name AS schema, wanted.table_name AS "table",
+               (s.pgs_id IS NOT NULL) AS deployed,
+               s.status, s.refresh_mode, COALESCE(s.schedule, 'CALCULATED') AS schedule,
+               s.is_populated, s.consecutive_errors,
+               (s.pgs_id IS NOT NULL AND (NOT s.is_populated OR s.last_refresh_at IS NULL
+                                          OR COALESCE(s.stale, false))) AS stale,
+               round(extract(epoch FROM s.staleness)::numeric, 1)::float8 AS staleness_seconds,
+               date_trunc('second', s.staleness)::text AS staleness,
+               to_char(s.last_refresh_at, 'YYYY-MM-DD HH24:MI:SS TZ') AS last_refresh_at,
+               (SELECT max(depth.level) FROM depth WHERE depth.pgs_id = s.pgs_id) AS depth
+        FROM wanted
+        LEFT JOIN pgstream.pg_stat_stream_tables AS s
+            ON s.pgs_schema = wanted.schema_name AND s.pgs_name = wanted.table_name
+    )
+    SELECT COALESCE(json_agg(row_to_json(rows) ORDER BY rows.deployed DESC, rows.depth,
+                             rows.model, rows.ordinal), '[]')::text AS catalog
+    FROM rows
+  {%- endcall -%}
+  {{ return(fromjson(load_result('pgstream_project_catalog').table.rows[0][0])) }}
+{% endmacro %}
+
+
+{#- Private: lines of a plain-text table: `columns` (header names) over `rows` (lists of
+    values; none shows as '-'), each column as wide as its widest cell. -#}
+{% macro _pgstream_text_table(columns, rows) %}
+  {%- set cells = [] -%}
+  {%- for row in rows -%}
+    {%- set shown = [] -%}
+    {%- for value in row -%}
+      {%- do shown.append('-' if value is none else value | string) -%}
+    {%- endfor -%}
+    {%- do cells.append(shown) -%}
+  {%- endfor -%}
+  {%- set widths = [] -%}
+  {%- for column in columns -%}
+    {%- set index = loop.index0 -%}
+    {%- set lengths = [column | length] -%}
+    {%- for shown in cells -%}
+      {%- do lengths.append(shown[index] | length) -%}
+    {%- endfor -%}
+    {%- do widths.append(lengths | max) -%}
+  {%- endfor -%}
+  {%- set header = [] -%}
+  {%- set rule = [] -%}
+  {%- for column in columns -%}
+    {%- do header.append(column.ljust(widths[loop.index0])) -%}
+    {%- do rule.append('-' * widths[loop.index0]) -%}
+  {%- endfor -%}
+  {%- set lines = [header | join('  ') | trim, rule | join('  ')] -%}
+  {%- for shown in cells -%}
+    {%- set padded = [] -%}
+    {%- for text in shown -%}
+      {%- do padded.append(text.ljust(widths[loop.index0])) -%}
+    {%- endfor -%}
+    {%- do lines.append(padded | join('  ') | trim) -%}
+  {%- endfor -%}
+  {{ return(lines) }}
+{% endmacro %}

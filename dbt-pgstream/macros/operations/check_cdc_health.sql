@@ -1,0 +1,37 @@
+{#- dbt run-operation check_cdc_health
+    Prints pgstream.check_cdc_health() (one row per source table pg_stream captures changes
+    from, in this database) and fails, naming the source tables and their alerts, when any row
+    has an alert. Returns the rows (dicts) to a calling macro. -#}
+{% macro check_cdc_health() -%}
+  {{ return(adapter.dispatch('check_cdc_health', 'dbt_pgstream')()) }}
+{%- endmacro %}
+
+{% macro default__check_cdc_health() -%}
+  {%- if not execute -%}{{ return([]) }}{%- endif -%}
+  {%- call statement('pgstream_check_cdc_health', fetch_result=True, auto_begin=True) -%}
+    {{ dbt_pgstream._pgstream_assert_installed_sql() }};
+    SELECT COALESCE(json_agg(row_to_json(h) ORDER BY h.source_table), '[]')::text AS health
+    FROM pgstream.check_cdc_health() AS h
+  {%- endcall -%}
+  {%- set rows = fromjson(load_result('pgstream_check_cdc_health').table.rows[0][0]) -%}
+  {%- do adapter.commit() -%}
+  {%- set table_rows = [] -%}
+  {%- set alerts = [] -%}
+  {%- for row in rows -%}
+    {%- do table_rows.append([row.source_table, row.cdc_mode, row.slot_name, row.lag_bytes,
+                              row.confirmed_lsn, row.alert]) -%}
+    {%- if row.alert is not none -%}
+      {%- do alerts.append(row.source_table ~ ': ' ~ row.alert) -%}
+    {%- endif -%}
+  {%- endfor -%}
+  {%- set lines = dbt_pgstream._pgstream_text_table(
+      ['source table', 'cdc mode', 'slot', 'lag bytes', 'confirmed lsn', 'alert'], table_rows) -%}
+  {{ log('dbt_pgstream: change capture of ' ~ rows | length ~ ' source table(s)\n'
+         ~ lines | join('\n'), info=True) }}
+  {%- if alerts | length > 0 -%}
+    {{ exceptions.raise_compiler_error(
+        'dbt_pgstream: check_cdc_health: ' ~ alerts | length ~ ' source table(s) with an alert: '
+        ~ alerts | join('; ')) }}
+  {%- endif -%}
+  {{ return(rows) }}
+{%- endmacro %}

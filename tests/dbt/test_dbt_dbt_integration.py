@@ -1,0 +1,147 @@
+"""The materialization plays by dbt's rules: hooks, transactions, target/run/, dbt test,
+dbt docs generate, ref() through the returned relation, aliases and custom schemas."""
+
+from __future__ import annotations
+
+import pytest
+from dbt.tests.util import run_dbt
+from pgs_util import TOTALS, SeededProject, message, order_totals, run_sql, totals_rows
+
+HOOKED = """{{ config(
+    materialized='stream_table',
+    pre_hook=[
+        before_begin("INSERT INTO {{ target.schema }}.hook_log (event) VALUES ('pre outside')"),
+        "INSERT INTO {{ target.schema }}.hook_log (event) VALUES ('pre inside')",
+    ],
+    post_hook=[
+        "INSERT INTO {{ target.schema }}.hook_log (event)"
+        " SELECT 'post inside ' || count(*) FROM {{ this }}",
+        after_commit("INSERT INTO {{ target.schema }}.hook_log (event) VALUES ('post outside')"),
+    ],
+) }}
+SELECT customer_id, SUM(amount) AS total_amount, COUNT(*) AS order_count
+FROM {{ ref('raw_orders') }}
+GROUP BY customer_id
+"""
+
+
+class TestHooks(SeededProject):
+    @pytest.fixture(scope="class")
+    def models(self):
+        return {"order_totals.sql": HOOKED}
+
+    def test_pre_and_post_hooks_run(self, project, pg):
+        pg.execute(
+            f'CREATE TABLE "{pg.schema}".hook_log (id serial PRIMARY KEY, event text NOT NULL)'
+        )
+        results = run_dbt(["run"])
+        assert message(results, "order_totals") == "created"
+        events = [e for (e,) in pg.query(f'SELECT event FROM "{pg.schema}".hook_log ORDER BY id')]
+        # the inside post-hook already sees the new stream table and its 4 rows
+        assert events == ["pre outside", "pre inside", "post inside 4", "post outside"]
+
+        results = run_dbt(["run"])
+        assert message(results, "order_totals") == "unchanged"
+        events = [e for (e,) in pg.query(f'SELECT event FROM "{pg.schema}".hook_log ORDER BY id')]
+        assert events[4:] == ["pre outside", "pre inside", "post inside 4", "post outside"]
+
+
+class TestRunArtifact(SeededProject):
+    """target/run/ holds the statement that really ran (or says that none did)."""
+
+    @pytest.fixture(scope="class")
+    def models(self):
+        return {"order_totals.sql": order_totals()}
+
+    def test_target_run_holds_real_sql(self, project, pg):
+        run_dbt(["run"])
+        executed = run_sql(project, "order_totals")
+        assert executed.startswith("-- dbt_pgstream: created")
+        assert "SELECT pgstream.create_stream_table(" in executed
+        assert "query => 'SELECT customer_id, SUM(amount) AS total_amount" in executed
+        # the file is runnable SQL: running it again is a no-op thanks to its guards
+        pg.execute(executed)
+        assert pg.st_count() == 1
+
+        run_dbt(["run"])
+        assert "unchanged: no SQL was executed" in run_sql(project, "order_totals")
+
+
+class TestDbtTestOnStreamTable(SeededProject):
+    @pytest.fixture(scope="class")
+    def models(self):
+        return {
+            "order_totals.sql": order_totals(),
+            "schema.yml": """
+version: 2
+models:
+  - name: order_totals
+    data_tests:
+      - dbt_pgstream.stream_table_is_healthy
+    columns:
+      - name: __pgs_row_id
+        description: "pg_stream's internal row identity"
+        data_tests: [unique, not_null]
+      - name: customer_id
+        data_tests: [unique, not_null]
+""",
+        }
+
+    def test_dbt_test_passes_then_catches_suspension(self, project, pg):
+        run_dbt(["run"])
+        results = run_dbt(["test"])
+        assert len(results) == 5
+        assert {str(r.status) for r in results} == {"pass"}
+
+        pg.execute(
+            "SELECT pgstream.alter_stream_table(%s, status => 'SUSPENDED')",
+            (f"{pg.schema}.order_totals",),
+        )
+        results = run_dbt(["test"], expect_pass=False)
+        failed = [r.node.name for r in results if str(r.status) == "fail"]
+        assert failed == ["dbt_pgstream_stream_table_is_healthy_order_totals_"] or (
+            len(failed) == 1 and "stream_table_is_healthy" in failed[0]
+        )
+
+
+class TestDocsGenerate(SeededProject):
+    @pytest.fixture(scope="class")
+    def models(self):
+        return {"order_totals.sql": order_totals()}
+
+    def test_catalog_lists_columns(self, project, pg):
+        run_dbt(["run"])
+        catalog = run_dbt(["docs", "generate"])
+        node = catalog.nodes["model.test.order_totals"]
+        assert list(node.columns) == ["__pgs_row_id", "customer_id", "total_amount", "order_count"]
+        assert node.metadata.type == "BASE TABLE"
+
+
+class TestAliasCustomSchemaAndRef(SeededProject):
+    """dbt's alias / schema configs decide where the stream table goes; ref() follows."""
+
+    @pytest.fixture(scope="class")
+    def models(self):
+        return {
+            "order_totals.sql": order_totals(", alias='totals_alias', schema='marts'"),
+            "report.sql": "{{ config(materialized='view') }}\n"
+            "SELECT * FROM {{ ref('order_totals') }}",
+            "overridden.sql": order_totals(
+                ", stream_table_name='st_override', stream_table_schema='elsewhere'"
+            ),
+        }
+
+    def test_relation_placement(self, project, pg):
+        results = run_dbt(["run", "--threads", "1"])
+        assert {r.message for r in results} >= {"created"}
+        marts = f"{pg.schema}_marts"
+        assert pg.st("totals_alias", marts) is not None
+        assert totals_rows(pg, "totals_alias", marts) == TOTALS
+        assert totals_rows(pg, "report") == TOTALS
+        assert pg.st("overridden") is None
+        assert totals_rows(pg, "st_override", "elsewhere") == TOTALS
+        results = run_dbt(["run", "--threads", "1"])
+        assert message(results, "order_totals") == "unchanged"
+        assert message(results, "overridden") == "unchanged"
+        pg.execute("SELECT pgstream.drop_stream_table('elsewhere.st_override')")
+        pg.execute("DROP SCHEMA elsewhere")
