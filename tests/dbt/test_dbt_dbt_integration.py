@@ -77,7 +77,7 @@ version: 2
 models:
   - name: order_totals
     data_tests:
-      - dbt_pgstream.stream_table_is_healthy
+      - dbt_pgstream.stream_table_healthy
     columns:
       - name: __pgs_row_id
         description: "pg_stream's internal row identity"
@@ -99,8 +99,8 @@ models:
         )
         results = run_dbt(["test"], expect_pass=False)
         failed = [r.node.name for r in results if str(r.status) == "fail"]
-        assert failed == ["dbt_pgstream_stream_table_is_healthy_order_totals_"] or (
-            len(failed) == 1 and "stream_table_is_healthy" in failed[0]
+        assert failed == ["dbt_pgstream_stream_table_healthy_order_totals_"] or (
+            len(failed) == 1 and "stream_table_healthy" in failed[0]
         )
 
 

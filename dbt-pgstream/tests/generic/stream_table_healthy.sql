@@ -1,0 +1,26 @@
+{#- Generic test: fails, one row per problem, unless the model (or source) is a pg_stream stream
+    table that exists, is ACTIVE, is populated and has no consecutive refresh errors. So it fails
+    for SUSPENDED, ERROR and INITIALIZING tables and for one that was never refreshed.
+        models:
+          - name: order_totals
+            data_tests: [dbt_pgstream.stream_table_healthy]      # `tests:` on dbt < 1.8
+-#}
+{% test stream_table_healthy(model) %}
+WITH st AS (
+    SELECT st.* FROM pgstream.pgs_stream_tables AS st
+    WHERE {{ dbt_pgstream._pgstream_catalog_match(model) }}
+)
+SELECT {{ dbt_pgstream._pgstream_literal(model.schema ~ '.' ~ model.identifier) }} AS stream_table,
+       problem
+FROM (
+    SELECT 'not a pg_stream stream table' AS problem
+    WHERE NOT EXISTS (SELECT 1 FROM st)
+    UNION ALL
+    SELECT 'status is ' || st.status || ', not ACTIVE' FROM st WHERE st.status <> 'ACTIVE'
+    UNION ALL
+    SELECT 'not populated (never refreshed)' FROM st WHERE NOT st.is_populated
+    UNION ALL
+    SELECT st.consecutive_errors::text || ' consecutive refresh error(s)'
+    FROM st WHERE st.consecutive_errors > 0
+) AS problems
+{% endtest %}

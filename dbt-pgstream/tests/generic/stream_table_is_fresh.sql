@@ -1,0 +1,56 @@
+{#- Generic test: fails (one row) when the model's (or source's) stream table is stale,
+    was never refreshed (not populated) or does not exist.
+    Stale means: pg_stream's staleness (now() - data_timestamp) exceeds `max_staleness` (a
+    duration: '30s', '10m', '1h30m', '2d', '1w' or a number of seconds), by default the table's
+    own schedule. A cron or CALCULATED schedule has no duration: without max_staleness the test
+    fails and says so.
+        models:
+          - name: order_totals
+            data_tests:
+              - dbt_pgstream.stream_table_is_fresh                          # its own schedule
+              - dbt_pgstream.stream_table_is_fresh: {max_staleness: '10m'}
+-#}
+{% test stream_table_is_fresh(model, max_staleness=none) %}
+  {%- set lit = dbt_pgstream._pgstream_literal -%}
+  {%- if max_staleness is not none -%}
+    {%- set valid = (max_staleness is number and max_staleness is not sameas true
+                     and max_staleness is not sameas false and max_staleness is integer
+                     and max_staleness > 0)
+                 or (max_staleness is string
+                     and modules.re.match('^([0-9]+[smhdw])+$|^[0-9]+$', max_staleness | trim)) -%}
+    {%- if not valid -%}
+      {{ exceptions.raise_compiler_error(
+          "dbt_pgstream: invalid argument of test stream_table_is_fresh on '"
+          ~ model.identifier ~ "': max_staleness=" ~ dbt_pgstream._pgstream_show(max_staleness)
+          ~ " is not allowed; expected a duration such as '30s', '10m', '1h30m', '2d', '1w' "
+          ~ "or a whole number of seconds") }}
+    {%- endif -%}
+  {%- endif -%}
+WITH st AS (
+    SELECT i.*,
+           pgstream.parse_duration_seconds(
+               {{ lit(max_staleness | string | trim) if max_staleness is not none else 'i.schedule' }}
+           ) AS max_seconds,
+           {{ lit(max_staleness | string | trim) if max_staleness is not none
+              else "COALESCE(i.schedule, 'CALCULATED')" }} AS max_text
+    FROM pgstream.stream_tables_info AS i
+    WHERE {{ dbt_pgstream._pgstream_catalog_match(model, 'i') }}
+)
+SELECT {{ lit(model.schema ~ '.' ~ model.identifier) }} AS stream_table, problem
+FROM (
+    SELECT 'not a pg_stream stream table' AS problem
+    WHERE NOT EXISTS (SELECT 1 FROM st)
+    UNION ALL
+    SELECT CASE
+        WHEN NOT st.is_populated OR st.data_timestamp IS NULL
+            THEN 'never refreshed (not populated)'
+        WHEN st.max_seconds IS NULL
+            THEN 'schedule ' || st.max_text || ' is not a duration: pass max_staleness'
+        WHEN extract(epoch FROM st.staleness) > st.max_seconds
+            THEN 'stale: last refreshed ' || date_trunc('second', st.staleness)::text
+                 || ' ago, more than ' || st.max_text
+    END
+    FROM st
+) AS problems
+WHERE problem IS NOT NULL
+{% endtest %}

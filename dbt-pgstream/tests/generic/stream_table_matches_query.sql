@@ -1,0 +1,59 @@
+{#- Generic test: fails when the rows stored in the model's stream table differ from a fresh
+    evaluation of its defining query (from the pg_stream catalog), compared as multisets in both
+    directions over the query's columns (__pgs_row_id and any other __pgs_ column ignored).
+    Returns one row per differing row: diff ('missing' = in the query result but not stored,
+    'extra' = stored but not in the query result), missing_rows and extra_rows (the totals) and
+    row_data (the row as JSON); so the failure count is missing + extra. Both sides are read in
+    one statement (one snapshot). Source changes not yet refreshed are differences too: run it
+    after a refresh (refresh_on_run, or run-operation refresh_all_stream_tables).
+        models:
+          - name: order_totals
+            data_tests: [dbt_pgstream.stream_table_matches_query]
+-#}
+{% test stream_table_matches_query(model) %}
+  {%- set lit = dbt_pgstream._pgstream_literal -%}
+  {%- set definition = none -%}
+  {%- if execute -%}
+    {%- set found = run_query(
+        "SELECT row_to_json(d)::text FROM (SELECT st.defining_query AS query,"
+        ~ " (SELECT json_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute AS a"
+        ~ "   WHERE a.attrelid = st.pgs_relid AND a.attnum > 0 AND NOT a.attisdropped"
+        ~ "     AND a.attname::text NOT LIKE '\\_\\_pgs\\_%') AS columns"
+        ~ " FROM pgstream.pgs_stream_tables AS st WHERE "
+        ~ dbt_pgstream._pgstream_catalog_match(model) ~ ") AS d") -%}
+    {%- if found.rows | length == 1 -%}
+      {%- set definition = fromjson(found.rows[0][0]) -%}
+    {%- endif -%}
+  {%- endif -%}
+  {%- if definition is none or not definition.columns -%}
+SELECT {{ lit('not a pg_stream stream table' if execute else 'not compiled') }}::text AS diff,
+       NULL::bigint AS missing_rows, NULL::bigint AS extra_rows,
+       {{ lit(model.schema ~ '.' ~ model.identifier) }}::text AS row_data
+  {%- else -%}
+    {%- set quoted = [] -%}
+    {%- for column in definition.columns -%}
+      {%- do quoted.append(adapter.quote(column)) -%}
+    {%- endfor -%}
+    {%- set columns = quoted | join(', ') %}
+WITH stored AS (
+    SELECT {{ columns }} FROM {{ model }}
+),
+fresh AS (
+    SELECT {{ columns }} FROM (
+{{ definition.query }}
+    ) AS pgs_defining_query
+),
+extra AS (SELECT * FROM stored EXCEPT ALL SELECT * FROM fresh),
+missing AS (SELECT * FROM fresh EXCEPT ALL SELECT * FROM stored),
+diffs AS (
+    SELECT 'missing'::text AS diff, row_to_json(missing)::text AS row_data FROM missing
+    UNION ALL
+    SELECT 'extra'::text, row_to_json(extra)::text FROM extra
+)
+SELECT diffs.diff,
+       (SELECT count(*) FROM missing) AS missing_rows,
+       (SELECT count(*) FROM extra) AS extra_rows,
+       diffs.row_data
+FROM diffs
+  {%- endif %}
+{% endtest %}
