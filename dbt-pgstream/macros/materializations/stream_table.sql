@@ -45,6 +45,15 @@
   {%- endif -%}
   {{ log('dbt_pgstream: ' ~ model.name ~ ' (' ~ target_relation.schema ~ '.' ~ target_relation.identifier ~ '): ' ~ plan.message,
          info=True) }}
+  {#-- refresh_on_run: a stream table left in place (unchanged / altered) is refreshed now, so
+       what runs after this model (tests, downstream models) sees fresh data --#}
+  {%- if cfg.refresh_on_run and plan.action in ['unchanged', 'altered'] -%}
+    {%- call statement('pgstream_refresh_on_run') -%}
+      {{ dbt_pgstream.refresh_stream_table(target_relation) }}
+    {%- endcall -%}
+    {{ log('dbt_pgstream: ' ~ model.name ~ ' (' ~ target_relation.schema ~ '.'
+           ~ target_relation.identifier ~ '): refreshed (refresh_on_run)', info=True) }}
+  {%- endif -%}
 
   {#-- teardown --#}
   {%- if plan.action in ['created', 'replaced'] -%}

@@ -86,6 +86,14 @@
         "expected a boolean: true or false (not a string)") -%}
   {%- endif -%}
 
+  {%- set raw_refresh_on_run = config.get('refresh_on_run', false) -%}
+  {%- if raw_refresh_on_run is sameas true or raw_refresh_on_run is sameas false -%}
+    {%- set refresh_on_run = raw_refresh_on_run -%}
+  {%- else -%}
+    {%- do dbt_pgstream._pgstream_config_error('refresh_on_run', raw_refresh_on_run,
+        "expected a boolean: true or false (not a string)") -%}
+  {%- endif -%}
+
   {%- set raw_status = config.get('status', none) -%}
   {%- if raw_status is none -%}
     {%- set status = none -%}
@@ -127,6 +135,7 @@
       'schedule': schedule,
       'refresh_mode': refresh_mode,
       'initialize': initialize,
+      'refresh_on_run': refresh_on_run,
       'status': status,
       'name': name,
       'schema': schema,
