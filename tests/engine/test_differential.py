@@ -158,3 +158,28 @@ def test_full_mode_table_matches_differential(world):
     world.execute("SELECT pgstream.refresh_stream_table('agg_full')")
     assert q(world, "SELECT * FROM agg ORDER BY k") == q(world, "SELECT * FROM agg_full ORDER BY k")
     assert q1(world, "SELECT action FROM pgstream.get_refresh_history('agg_full', 1)") == "FULL"
+
+
+def test_row_ids_do_not_depend_on_the_refreshing_session(conn):
+    """A refresh from a session with other TimeZone/DateStyle/float settings writes only the delta.
+
+    Row ids hash the rows' text; without pinned settings every timestamptz/float row would be
+    rewritten when the scheduler and a dbt session refresh in turn.
+    """
+    conn.execute("SET TimeZone = 'UTC'")
+    conn.execute("CREATE TABLE ev (id int PRIMARY KEY, at timestamptz, f float8, d interval)")
+    conn.execute("INSERT INTO ev SELECT g, '2026-01-01'::timestamptz + g * interval '1 hour', "
+                 "g / 3.0, g * interval '90 minutes' FROM generate_series(1, 50) g")
+    conn.execute("SELECT pgstream.create_stream_table('ev_st', "
+                 "'SELECT id, at, f, d, at::date AS day FROM ev')")
+    conn.execute("SET TimeZone = 'Asia/Kolkata'; SET DateStyle = 'German'; "
+                 "SET IntervalStyle = 'sql_standard'; SET extra_float_digits = 0")
+    conn.execute("UPDATE ev SET f = -1 WHERE id = 7")
+    conn.execute("SELECT pgstream.refresh_stream_table('ev_st')")
+    ins, dele = q(conn, "SELECT rows_inserted, rows_deleted "
+                        "FROM pgstream.get_refresh_history('ev_st', 1)")[0]
+    assert (ins, dele) == (1, 1)
+    # the query was evaluated in the creating session's TimeZone (UTC), not the refresher's
+    conn.execute("RESET TimeZone")
+    assert q1(conn, "SELECT count(*) FROM ev_st s JOIN ev e USING (id) "
+                    "WHERE s.day <> (e.at AT TIME ZONE 'UTC')::date") == 0

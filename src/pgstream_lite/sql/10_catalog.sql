@@ -77,6 +77,9 @@ CREATE TABLE IF NOT EXISTS pgstream_lite.st_meta (
     columns      text[] NOT NULL,    -- stored columns after __pgs_row_id, in order
     search_path  text NOT NULL       -- search_path at creation, used to evaluate the query
 );
+-- TimeZone at creation: every refresh evaluates the query (and formats the row text that row ids
+-- hash) in it, so results and ids do not depend on which session refreshes.
+ALTER TABLE pgstream_lite.st_meta ADD COLUMN IF NOT EXISTS timezone text NOT NULL DEFAULT 'UTC';
 
 -- Internal: one row per relation whose changes are captured into a change buffer.
 -- kind TRIGGER: row triggers on a base table; kind MARKER: a stream table whose refresh

@@ -10,6 +10,12 @@
 CREATE OR REPLACE FUNCTION pgstream_lite.lock_key()
 RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT 1885566316 $$;  -- 'pgsl'
 
+-- The settings a refresh pins (see refresh_st), restored afterwards.
+CREATE OR REPLACE FUNCTION pgstream_lite.refresh_format_settings()
+RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
+    SELECT ARRAY['TimeZone', 'DateStyle', 'IntervalStyle', 'extra_float_digits', 'bytea_output']
+$$;
+
 -- SQL producing (__pgs_row_id, columns...) of a stream table's defining query.
 CREATE OR REPLACE FUNCTION pgstream_lite.rows_sql(p_pgs_id bigint)
 RETURNS text LANGUAGE plpgsql STABLE AS $$
@@ -50,6 +56,7 @@ DECLARE
     v_snap text;
     v_old_path text;
     v_old_flag text;
+    v_old_fmt text[];
     v_cols text;
     v_rows text;
     v_dead oid;
@@ -106,8 +113,16 @@ BEGIN
     IF v_action <> 'NO_DATA' THEN
         v_old_path := current_setting('search_path');
         v_old_flag := coalesce(current_setting('pgstream_lite.refreshing', true), '');
+        SELECT array_agg(current_setting(g) ORDER BY o) INTO v_old_fmt
+          FROM unnest(pgstream_lite.refresh_format_settings()) WITH ORDINALITY AS u(g, o);
         PERFORM set_config('search_path', m.search_path, true);
         PERFORM set_config('pgstream_lite.refreshing', 'on', true);
+        -- Row ids hash the rows' text: pin every setting that changes how values print.
+        PERFORM set_config('TimeZone', m.timezone, true);
+        PERFORM set_config('DateStyle', 'ISO, MDY', true);
+        PERFORM set_config('IntervalStyle', 'postgres', true);
+        PERFORM set_config('extra_float_digits', '1', true);
+        PERFORM set_config('bytea_output', 'hex', true);
         v_rows := pgstream_lite.rows_sql(p_pgs_id);
         SELECT string_agg(format('%I', c), ', ' ORDER BY o) INTO v_cols
           FROM unnest(m.columns) WITH ORDINALITY AS u(c, o);
@@ -133,6 +148,8 @@ BEGIN
         END IF;
         PERFORM set_config('pgstream_lite.refreshing', v_old_flag, true);
         PERFORM set_config('search_path', v_old_path, true);
+        PERFORM set_config(g, v_old_fmt[o], true)
+           FROM unnest(pgstream_lite.refresh_format_settings()) WITH ORDINALITY AS u(g, o);
     END IF;
 
     -- Downstream stream tables see this table's changes through a marker row.

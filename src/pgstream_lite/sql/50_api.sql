@@ -105,8 +105,8 @@ BEGIN
          is_populated)
     VALUES (v_relid, v_table, v_schema, p_query, v_sched, v_mode, 'ACTIVE', false)
     RETURNING pgs_id INTO v_id;
-    INSERT INTO pgstream_lite.st_meta (pgs_id, body, columns, search_path)
-    VALUES (v_id, v_body, v_cols, coalesce(v_path, ''));
+    INSERT INTO pgstream_lite.st_meta (pgs_id, body, columns, search_path, timezone)
+    VALUES (v_id, v_body, v_cols, coalesce(v_path, ''), current_setting('TimeZone'));
 
     -- 6. dependencies, cycles, change capture
     INSERT INTO pgstream.pgs_dependencies (pgs_id, source_relid, source_type, columns_used, cdc_mode)
