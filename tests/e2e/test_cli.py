@@ -51,10 +51,13 @@ class TestStartStopStatus:
             version = conn.execute("SHOW server_version_num").fetchone()[0]
             assert int(version) >= 180000
             # the engine is installed in database postgres
-            names = {r[0] for r in conn.execute(
-                "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
-                " WHERE n.nspname = 'pgstream'"
-            )}
+            names = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+                    " WHERE n.nspname = 'pgstream'"
+                )
+            }
             assert {"create_stream_table", "refresh_stream_table"} <= names
 
         again = run_cli("start", "--data-dir", str(data_dir))
