@@ -12,7 +12,8 @@
 -#}
 {% test stream_table_is_fresh(model, max_staleness=none) %}
   {%- set lit = dbt_pgstream._pgstream_literal -%}
-  {%- if max_staleness is not none -%}
+  {#- checked when the test runs (at parse time `model` is not the tested relation yet) -#}
+  {%- if execute and max_staleness is not none -%}
     {%- set valid = (max_staleness is number and max_staleness is not sameas true
                      and max_staleness is not sameas false and max_staleness is integer
                      and max_staleness > 0)
