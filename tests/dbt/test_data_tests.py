@@ -11,6 +11,10 @@ import pytest
 from dbt.tests.util import run_dbt, run_dbt_and_capture
 from pgs_util import TOTALS, SeededProject, message, order_totals, totals_rows, write_model
 
+REFRESHES = (
+    "SELECT count(*) FROM pgstream.pgs_refresh_history h"
+    " JOIN pgstream.pgs_stream_tables s USING (pgs_id) WHERE s.pgs_name = 'order_totals'"
+)
 
 
 def outcomes(results) -> dict:
@@ -161,15 +165,13 @@ models:
 
     def test_build_sees_fresh_data(self, project, pg):
         run_dbt(["run", "--threads", "1"])
-        refreshes = pg.value(
-            "SELECT count(*) FROM pgstream.pgs_refresh_history h"
-            " JOIN pgstream.pgs_stream_tables s USING (pgs_id) WHERE s.pgs_name = 'order_totals'"
-        )
+        refreshes = pg.value(REFRESHES)
         pg.execute(f"INSERT INTO {pg.schema}.raw_orders VALUES (9, 9, 5.00)")
 
         # unchanged model: refreshed at the end of its run, so its test sees the new row
-        results, logs = run_dbt_and_capture(["build", "--threads", "1", "--exclude",
-                                             "resource_type:seed"])
+        results, logs = run_dbt_and_capture(
+            ["build", "--threads", "1", "--exclude", "resource_type:seed"]
+        )
         assert message(results, "order_totals") == "unchanged"
         assert "order_totals" in logs and "refreshed (refresh_on_run)" in logs
         assert totals_rows(pg) == {**TOTALS, 9: (5.0, 1)}
@@ -178,16 +180,11 @@ models:
 
         # altered model: refreshed too
         pg.execute(f"INSERT INTO {pg.schema}.raw_orders VALUES (10, 10, 1.00)")
-        write_model(
-            project, "order_totals", order_totals(", schedule='2h', refresh_on_run=true")
-        )
+        write_model(project, "order_totals", order_totals(", schedule='2h', refresh_on_run=true"))
         results = run_dbt(["run", "--select", "order_totals"])
         assert message(results, "order_totals") == "altered (schedule 1h -> 2h)"
         assert totals_rows(pg)[10] == (1.0, 1)
-        assert pg.value(
-            "SELECT count(*) FROM pgstream.pgs_refresh_history h"
-            " JOIN pgstream.pgs_stream_tables s USING (pgs_id) WHERE s.pgs_name = 'order_totals'"
-        ) == refreshes + 2
+        assert pg.value(REFRESHES) == refreshes + 2
 
     def test_bad_value_is_a_compile_error(self, project):
         for value in ["'yes'", "1", "'true'"]:

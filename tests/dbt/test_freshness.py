@@ -95,16 +95,21 @@ sources:
         # one scheduler tick refreshes the never-refreshed table (it is due): now fresh
         assert ticked(pg) == {"pending_totals"}
         results = by_name(
-            run_dbt(["source", "freshness", "--select", "source:marts.order_totals",
-                     "source:marts.pending_totals"])
+            run_dbt(
+                [
+                    "source",
+                    "freshness",
+                    "--select",
+                    "source:marts.order_totals",
+                    "source:marts.pending_totals",
+                ]
+            )
         )
         assert {name: str(r.status) for name, r in results.items()} == {
             "order_totals": "pass",
             "pending_totals": "pass",
         }
-        assert utc(results["pending_totals"].max_loaded_at) == last_refresh_at(
-            pg, "pending_totals"
-        )
+        assert utc(results["pending_totals"].max_loaded_at) == last_refresh_at(pg, "pending_totals")
 
 
 class TestCollectFreshnessOverride(SeededProject):
@@ -167,9 +172,9 @@ sources:
         assert utc(results["pending_totals"].max_loaded_at) == NEVER
 
         # plain table: dbt's default, max(loaded_at_field) with the filter
-        newest, oldest = pg.query(
-            f"SELECT max(loaded_at), min(loaded_at) FROM {pg.schema}.events"
-        )[0]
+        newest, oldest = pg.query(f"SELECT max(loaded_at), min(loaded_at) FROM {pg.schema}.events")[
+            0
+        ]
         assert str(results["events"].status) == "warn"
         assert utc(results["events"].max_loaded_at) == newest
         assert str(results["events_filtered"].status) == "error"
@@ -230,8 +235,12 @@ models:
             ("plain", "own"): ("fail", 1),  # not a stream table
         }
         _, logs = run_dbt_and_capture(
-            ["run-operation", "pgstream_source_freshness", "--args",
-             "{source_name: pending_totals}"]
+            [
+                "run-operation",
+                "pgstream_source_freshness",
+                "--args",
+                "{source_name: pending_totals}",
+            ]
         )
         assert "last refresh never" in logs and '"stale": true' in logs
 
@@ -256,8 +265,12 @@ models:
     @staticmethod
     def source_freshness(name: str) -> dict:
         _, logs = run_dbt_and_capture(
-            ["run-operation", "pgstream_source_freshness", "--args",
-             json.dumps({"source_name": name})]
+            [
+                "run-operation",
+                "pgstream_source_freshness",
+                "--args",
+                json.dumps({"source_name": name}),
+            ]
         )
         match = re.search(r'(\{"pgs_schema".*\})', logs)
         assert match, logs
@@ -272,7 +285,9 @@ models:
     data_tests:
       - dbt_pgstream.stream_table_is_fresh: {max_staleness: 'ten minutes'}
 """,
-            project.project_root, "models", "schema.yml",
+            project.project_root,
+            "models",
+            "schema.yml",
         )
         results, logs = run_dbt_and_capture(["test", "--select", "fast_totals"], expect_pass=False)
         assert str(results[0].status) == "error"
@@ -311,8 +326,12 @@ sources:
         )
         assert "source_name='nothing' matches no model and no source table" in logs
         _, logs = run_dbt_and_capture(
-            ["run-operation", "pgstream_source_freshness", "--args",
-             "{source_name: marts.raw_orders}"],
+            [
+                "run-operation",
+                "pgstream_source_freshness",
+                "--args",
+                "{source_name: marts.raw_orders}",
+            ],
             expect_pass=False,
         )
         assert "resolves to marts.raw_orders, which is not a pg_stream stream table" in logs
