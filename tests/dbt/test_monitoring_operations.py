@@ -1,0 +1,189 @@
+"""The monitoring run-operations of dbt-pgstream (issue 4): refresh_all_stream_tables,
+stream_table_status, check_cdc_health and wait_for_populated."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from dbt.tests.util import run_dbt, run_dbt_and_capture
+from pgs_util import TOTALS, SeededProject, order_totals, totals_rows
+
+from pgstream_lite.scheduler import tick
+
+BIG_CUSTOMERS_SQL = """
+{{ config(materialized='stream_table', schedule='1h', tags=['nightly']) }}
+SELECT customer_id, total_amount FROM {{ ref('order_totals') }} WHERE total_amount > 15
+"""
+
+
+def run_operation(macro: str, args: dict | None = None, expect_pass: bool = True) -> str:
+    cmd = ["run-operation", macro]
+    if args is not None:
+        cmd += ["--args", json.dumps(args)]
+    _, logs = run_dbt_and_capture(cmd, expect_pass=expect_pass)
+    return logs
+
+
+def refresh_counts(pg) -> dict[str, int]:
+    return dict(
+        pg.query(
+            "SELECT s.pgs_name, count(h.refresh_id) FROM pgstream.pgs_stream_tables s"
+            " LEFT JOIN pgstream.pgs_refresh_history h USING (pgs_id)"
+            " WHERE s.pgs_schema = %s GROUP BY 1",
+            (pg.schema,),
+        )
+    )
+
+
+class TestRefreshAll(SeededProject):
+    @pytest.fixture(scope="class")
+    def models(self):
+        return {
+            # names chosen so that alphabetical order is NOT upstream-first
+            "z_order_totals.sql": order_totals(", schedule='1h', tags=['nightly']"),
+            "big_customers.sql": BIG_CUSTOMERS_SQL.replace("order_totals", "z_order_totals"),
+            "other_totals.sql": order_totals(", schedule='1h', refresh_mode='FULL'"),
+        }
+
+    def test_refreshes_upstream_first_and_selects(self, project, pg):
+        run_dbt(["run", "--threads", "1"])
+        pg.execute(f"INSERT INTO {pg.schema}.raw_orders VALUES (9, 9, 50.00)")
+        before = refresh_counts(pg)
+
+        logs = run_operation("refresh_all_stream_tables")
+        assert logs.index("z_order_totals (") < logs.index("big_customers (")
+        assert "refreshed 3 stream table(s)" in logs
+        assert refresh_counts(pg) == {name: n + 1 for name, n in before.items()}
+        assert totals_rows(pg, "z_order_totals")[9] == (50.0, 1)
+        assert totals_rows(pg, "other_totals")[9] == (50.0, 1)
+        assert (9, 50) in [(c, float(t)) for c, t in pg.rows("big_customers", "*")]
+
+        before = refresh_counts(pg)
+        logs = run_operation("refresh_all_stream_tables", {"select": "tag:nightly"})
+        assert logs.index("z_order_totals (") < logs.index("big_customers (")
+        assert refresh_counts(pg) == {
+            **before,
+            "z_order_totals": before["z_order_totals"] + 1,
+            "big_customers": before["big_customers"] + 1,
+        }
+
+        before = refresh_counts(pg)
+        run_operation("refresh_all_stream_tables", {"select": ["other_totals"]})
+        assert refresh_counts(pg) == {**before, "other_totals": before["other_totals"] + 1}
+
+        logs = run_operation(
+            "refresh_all_stream_tables", {"select": ["no_such_model"]}, expect_pass=False
+        )
+        assert "no model named 'no_such_model'" in logs
+
+        # a SUSPENDED table: fails up front, naming it, and refreshes nothing
+        pg.execute(
+            "SELECT pgstream.alter_stream_table(%s, status => 'SUSPENDED')",
+            (f"{pg.schema}.big_customers",),
+        )
+        before = refresh_counts(pg)
+        logs = run_operation("refresh_all_stream_tables", expect_pass=False)
+        assert f"SUSPENDED: big_customers ({pg.schema}.big_customers)" in logs
+        assert "Nothing was refreshed" in logs
+        assert refresh_counts(pg) == before
+
+
+class TestStatusAndCdcHealth(SeededProject):
+    @pytest.fixture(scope="class")
+    def models(self):
+        return {
+            "order_totals.sql": order_totals(", schedule='5m'"),
+            "pending_totals.sql": order_totals(", schedule='1h', initialize=false"),
+            "big_customers.sql": BIG_CUSTOMERS_SQL,
+            "undeployed.sql": order_totals(", schedule='1h'"),
+        }
+
+    def test_status_table(self, project, pg):
+        run_dbt(["run", "--threads", "1", "--exclude", "undeployed"])
+        logs = run_operation("stream_table_status")
+        assert "4 stream table(s)" in logs
+        lines = {line.split()[0]: line for line in logs.splitlines() if line.strip()}
+        header = next(line for line in logs.splitlines() if line.startswith("model "))
+        for column in [
+            "stream table",
+            "status",
+            "mode",
+            "schedule",
+            "populated",
+            "staleness",
+            "last refresh",
+            "errors",
+        ]:
+            assert column in header
+        assert lines["order_totals"].split()[1:6] == [
+            f"{pg.schema}.order_totals",
+            "ACTIVE",
+            "DIFFERENTIAL",
+            "5m",
+            "yes",
+        ]
+        assert lines["order_totals"].rstrip().endswith(" 0")
+        assert "never refreshed" in lines["pending_totals"]
+        assert lines["pending_totals"].split()[5] == "NO"
+        assert "NOT DEPLOYED" in lines["undeployed"]
+        # upstream first: order_totals before big_customers
+        assert logs.index("\norder_totals ") < logs.index("\nbig_customers ")
+
+        logs = run_operation("stream_table_status", {"select": "tag:nightly"})
+        assert "1 stream table(s)" in logs and "big_customers" in logs
+
+    def test_check_cdc_health(self, project, pg):
+        logs = run_operation("check_cdc_health")
+        assert "change capture of 1 source table(s)" in logs
+        assert f"{pg.schema}.raw_orders" in logs and "TRIGGER" in logs
+
+        # a tracked source table that no longer exists raises an alert: the operation fails
+        pg.execute(f"DROP TABLE {pg.schema}.raw_orders CASCADE")
+        logs = run_operation("check_cdc_health", expect_pass=False)
+        assert "check_cdc_health: 1 source table(s) with an alert" in logs
+        assert "source table no longer exists" in logs
+
+
+class TestWaitForPopulated(SeededProject):
+    @pytest.fixture(scope="class")
+    def models(self):
+        return {
+            "order_totals.sql": order_totals(", schedule='1h', initialize=false"),
+            "full_totals.sql": order_totals(
+                ", schedule='1h', refresh_mode='FULL', initialize=false"
+            ),
+        }
+
+    def test_times_out_then_returns_once_the_scheduler_ran(self, project, pg, db_dsn):
+        run_dbt(["run", "--threads", "1"])
+
+        started = time.monotonic()
+        logs = run_operation("wait_for_populated", {"timeout_seconds": 1}, expect_pass=False)
+        assert 1 <= time.monotonic() - started < 10
+        assert "timed out after 1s; 2 stream table(s) still not populated" in logs
+        assert f"order_totals ({pg.schema}.order_totals, ACTIVE)" in logs
+        assert f"full_totals ({pg.schema}.full_totals, ACTIVE)" in logs
+
+        import psycopg
+
+        def scheduler_later():
+            time.sleep(1.5)
+            with psycopg.connect(db_dsn, autocommit=True) as conn:
+                tick(conn)
+
+        thread = threading.Thread(target=scheduler_later)
+        thread.start()
+        started = time.monotonic()
+        logs = run_operation("wait_for_populated", {"timeout_seconds": 30, "poll_seconds": 0.5})
+        waited = time.monotonic() - started
+        thread.join()
+        assert "waiting up to 30s for 2 stream table(s)" in logs
+        assert "all 2 stream table(s) populated" in logs
+        assert waited < 15
+        assert totals_rows(pg) == TOTALS
+
+        logs = run_operation("wait_for_populated", {"timeout_seconds": "soon"}, expect_pass=False)
+        assert "wait_for_populated: timeout_seconds='soon' is not allowed" in logs
