@@ -8,6 +8,7 @@ installs dbt-pgstream from this repository as a local package.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,11 @@ from psycopg import sql as pgsql
 
 from pgstream_lite.server import dsn_for
 
-PACKAGE_DIR = Path(__file__).resolve().parents[2] / "dbt-pgstream"
+# $DBT_PGSTREAM_PACKAGE_DIR tests another copy of the package (e.g. a deliberately broken one).
+PACKAGE_DIR = Path(
+    os.environ.get("DBT_PGSTREAM_PACKAGE_DIR")
+    or Path(__file__).resolve().parents[2] / "dbt-pgstream"
+)
 _db_counter = itertools.count()
 
 

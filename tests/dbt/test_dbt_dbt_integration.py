@@ -129,6 +129,9 @@ class TestAliasCustomSchemaAndRef(SeededProject):
             "overridden.sql": order_totals(
                 ", stream_table_name='st_override', stream_table_schema='elsewhere'"
             ),
+            # one table name in two schemas: look-ups must use schema AND name
+            "dup_here.sql": order_totals(", alias='dup', schedule='2m'"),
+            "dup_there.sql": order_totals(", alias='dup', schema='marts', schedule='3m'"),
         }
 
     def test_relation_placement(self, project, pg):
@@ -140,8 +143,12 @@ class TestAliasCustomSchemaAndRef(SeededProject):
         assert totals_rows(pg, "report") == TOTALS
         assert pg.st("overridden") is None
         assert totals_rows(pg, "st_override", "elsewhere") == TOTALS
+        assert pg.st("dup")["schedule"] == "2m"
+        assert pg.st("dup", marts)["schedule"] == "3m"
+        dups = {name: pg.st(*name) for name in [("dup",), ("dup", marts)]}
         results = run_dbt(["run", "--threads", "1"])
-        assert message(results, "order_totals") == "unchanged"
-        assert message(results, "overridden") == "unchanged"
+        stream_tables = ["order_totals", "overridden", "dup_here", "dup_there"]
+        assert {message(results, name) for name in stream_tables} == {"unchanged"}
+        assert {name: pg.st(*name) for name in dups} == dups
         pg.execute("SELECT pgstream.drop_stream_table('elsewhere.st_override')")
         pg.execute("DROP SCHEMA elsewhere")
