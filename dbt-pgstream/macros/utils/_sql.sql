@@ -41,17 +41,107 @@
 {%- endmacro %}
 
 
-{#- One clear error, instead of "schema pgstream does not exist", when pg_stream is missing. Sent
-    in the same round trip as the statement that follows it. -#}
+{#- The pg_stream SQL API version this package is written against (shared/pgstream-api.md). -#}
+{% macro _pgstream_api_version() -%}v0.1{%- endmacro %}
+
+
+{#- The contract's objects (in schema pgstream) the package calls or reads. Names are kept
+    unqualified here and qualified at run time, so the check's text never reads like a call. -#}
+{% macro _pgstream_required_objects() %}
+  {{ return({
+      'functions': [
+          'create_stream_table(text,text,text,text,boolean)',
+          'alter_stream_table(text,text,text,text)',
+          'drop_stream_table(text)',
+          'refresh_stream_table(text)',
+      ],
+      'tables': ['pgs_stream_tables', 'pgs_dependencies', 'pg_stat_stream_tables'],
+  }) }}
+{% endmacro %}
+
+
+{#- One clear error, instead of "schema pgstream does not exist" or "permission denied for
+    schema pgstream", sent in the same round trip as the statement that follows it. In order:
+    pg_stream missing; a role without the rights the package needs (USAGE on schema pgstream,
+    SELECT on the catalog, EXECUTE on the API functions: all missing ones are named); an API of
+    another version (a function the package calls is missing or has another signature). -#}
 {% macro _pgstream_assert_installed_sql() -%}
-  {%- set message = 'dbt_pgstream: pg_stream is not installed in database "%" (no table '
-      ~ 'pgstream.pgs_stream_tables). Install the pg_stream extension in this database '
+  {%- set lit = dbt_pgstream._pgstream_literal -%}
+  {%- set required = dbt_pgstream._pgstream_required_objects() -%}
+  {%- set api = dbt_pgstream._pgstream_api_version() -%}
+  {%- set not_installed = 'dbt_pgstream: pg_stream is not installed in database "%s" (no table '
+      ~ 'pgstream.pgs_stream_tables).%s Install the pg_stream extension in this database '
       ~ '(CREATE EXTENSION pg_stream;, run by a superuser) before running stream_table models '
       ~ 'or dbt_pgstream operations.' -%}
-  {%- set body = "BEGIN IF pg_catalog.to_regclass('pgstream.pgs_stream_tables') IS NULL THEN "
-      ~ "RAISE EXCEPTION " ~ dbt_pgstream._pgstream_literal(message)
-      ~ ", pg_catalog.current_database(); END IF; END" -%}
-  DO {{ dbt_pgstream._pgstream_literal(body) }}
+  {%- set denied = 'dbt_pgstream: role "%s" lacks rights dbt_pgstream needs in database "%s": '
+      ~ '%s. Grant them (see "Grants a dbt role needs" in the dbt-pgstream README), e.g. '
+      ~ 'GRANT USAGE ON SCHEMA pgstream TO %s; GRANT SELECT ON ALL TABLES IN SCHEMA pgstream '
+      ~ 'TO %s;' -%}
+  {%- set mismatch = 'dbt_pgstream: the pg_stream in database "%s" (%s) does not provide the '
+      ~ 'pg_stream SQL API ' ~ api ~ ' this package requires: %s. Install or upgrade to a '
+      ~ 'pg_stream that implements API ' ~ api ~ ', or use a dbt_pgstream release made for '
+      ~ 'your version.' -%}
+  {%- set body -%}
+DECLARE
+  v_denied text[] := '{}';
+  v_missing text[] := '{}';
+  v_obj text;
+  v_version text;
+  v_role text := pg_catalog.quote_ident(current_user::text);
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = 'pgstream') THEN
+    RAISE EXCEPTION USING MESSAGE = pg_catalog.format({{ lit(not_installed) }},
+      pg_catalog.current_database(),
+      CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = 'pgtrickle')
+           THEN ' Found schema pgtrickle (pg_trickle, the renamed extension): dbt_pgstream '
+                || 'targets the pg_stream API (schema pgstream).' ELSE '' END);
+  END IF;
+  IF NOT pg_catalog.has_schema_privilege('pgstream', 'USAGE') THEN
+    v_denied := v_denied || 'USAGE on schema pgstream'::text;
+  ELSE
+    IF pg_catalog.to_regclass('pgstream.pgs_stream_tables') IS NULL THEN
+      RAISE EXCEPTION USING MESSAGE = pg_catalog.format({{ lit(not_installed) }},
+        pg_catalog.current_database(), '');
+    END IF;
+    FOREACH v_obj IN ARRAY ARRAY[{% for t in required.tables %}{{ lit(t) }}{{ ', ' if not loop.last }}{% endfor %}]::text[] LOOP
+      v_obj := 'pgstream.' || v_obj;
+      IF pg_catalog.to_regclass(v_obj) IS NULL THEN
+        v_missing := v_missing || ('relation ' || v_obj || ' is missing');
+      ELSIF NOT pg_catalog.has_table_privilege(v_obj, 'SELECT') THEN
+        v_denied := v_denied || ('SELECT on ' || v_obj);
+      END IF;
+    END LOOP;
+    FOREACH v_obj IN ARRAY ARRAY[{% for f in required.functions %}{{ lit(f) }}{{ ', ' if not loop.last }}{% endfor %}]::text[] LOOP
+      v_obj := 'pgstream.' || v_obj;
+      IF pg_catalog.to_regprocedure(v_obj) IS NULL THEN
+        v_missing := v_missing || ('function ' || v_obj || ' is missing'
+          || COALESCE(' (found ' || (
+               SELECT pg_catalog.string_agg(p.oid::regprocedure::text, ', ' ORDER BY p.oid)
+               FROM pg_catalog.pg_proc AS p
+               WHERE p.pronamespace = 'pgstream'::regnamespace
+                 AND p.proname = pg_catalog.split_part(pg_catalog.split_part(v_obj, '(', 1), '.', 2)
+             ) || ')', ''));
+      ELSIF NOT pg_catalog.has_function_privilege(v_obj, 'EXECUTE') THEN
+        v_denied := v_denied || ('EXECUTE on function ' || v_obj);
+      END IF;
+    END LOOP;
+  END IF;
+  IF pg_catalog.cardinality(v_denied) > 0 THEN
+    RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+      MESSAGE = pg_catalog.format({{ lit(denied) }}, current_user, pg_catalog.current_database(),
+                                  pg_catalog.array_to_string(v_denied, ', '), v_role, v_role);
+  END IF;
+  IF pg_catalog.cardinality(v_missing) > 0 THEN
+    SELECT 'pg_stream extension version ' || e.extversion INTO v_version
+    FROM pg_catalog.pg_extension AS e WHERE e.extname = 'pg_stream';
+    RAISE EXCEPTION USING MESSAGE = pg_catalog.format({{ lit(mismatch) }},
+      pg_catalog.current_database(),
+      COALESCE(v_version, 'schema pgstream, no pg_stream extension: e.g. pgstream-lite'),
+      pg_catalog.array_to_string(v_missing, '; '));
+  END IF;
+END
+  {%- endset -%}
+  DO {{ lit(body) }}
 {%- endmacro %}
 
 

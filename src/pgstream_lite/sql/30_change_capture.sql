@@ -237,6 +237,12 @@ RETURNS text LANGUAGE sql STABLE AS $$
     SELECT pgstream_lite.setting('pg_stream.change_buffer_schema', 'pgstream_changes')
 $$;
 
+-- Advisory lock key serialising change-capture changes of one source table.
+CREATE OR REPLACE FUNCTION pgstream_lite.capture_lock_key(p_relid oid)
+RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
+    SELECT hashtextextended('pgstream_lite.capture:' || p_relid::text, 0)
+$$;
+
 -- Start (or join) change capture of p_relid for stream table p_pgs_id.
 CREATE OR REPLACE FUNCTION pgstream_lite.ensure_capture(p_relid oid, p_pgs_id bigint, p_kind text)
 RETURNS void LANGUAGE plpgsql AS $fn$
@@ -246,10 +252,17 @@ DECLARE
     v_fn text := 'cdc_' || p_relid;
     v_buf text;
 BEGIN
+    -- Serialise capture set-up/tear-down per source: two transactions creating stream tables over
+    -- one source at once would both create its buffer. Held to the end of the transaction; the
+    -- check below then sees what the other one committed.
+    PERFORM pg_advisory_xact_lock(pgstream_lite.capture_lock_key(p_relid));
     IF NOT EXISTS (SELECT 1 FROM pgstream_lite.capture c WHERE c.source_relid = p_relid) THEN
         v_schema := pgstream_lite.buffer_schema();
         v_buf := format('%I.%I', v_schema, v_buffer);
-        EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I', v_schema);
+        -- CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema exists.
+        IF NOT EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = v_schema) THEN
+            EXECUTE format('CREATE SCHEMA %I', v_schema);
+        END IF;
         EXECUTE format('DROP TABLE IF EXISTS %s', v_buf);
         EXECUTE format(
             'CREATE TABLE %s (change_id bigserial PRIMARY KEY, '
@@ -301,6 +314,7 @@ RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     cap pgstream_lite.capture;
 BEGIN
+    PERFORM pg_advisory_xact_lock(pgstream_lite.capture_lock_key(p_relid));
     UPDATE pgstream.pgs_change_tracking t
        SET tracked_by_pgs_ids = array_remove(t.tracked_by_pgs_ids, p_pgs_id)
      WHERE t.source_relid = p_relid;

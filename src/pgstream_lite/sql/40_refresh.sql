@@ -40,6 +40,23 @@ BEGIN
 END;
 $$;
 
+-- Bounded history: keep the newest `pgstream_lite.history_rows` rows (default 1000) of a stream
+-- table, deleting older ones; 0 or less keeps everything. Called after every recorded refresh.
+CREATE OR REPLACE FUNCTION pgstream_lite.prune_history(p_pgs_id bigint)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_keep integer := pgstream_lite.setting_int('pgstream_lite.history_rows', 1000);
+BEGIN
+    IF v_keep > 0 THEN
+        DELETE FROM pgstream.pgs_refresh_history h
+         WHERE h.pgs_id = p_pgs_id
+           AND h.refresh_id <= (SELECT x.refresh_id FROM pgstream.pgs_refresh_history x
+                                 WHERE x.pgs_id = p_pgs_id
+                                 ORDER BY x.refresh_id DESC OFFSET v_keep LIMIT 1);
+    END IF;
+END;
+$$;
+
 -- Refresh one stream table now. Returns the action taken (FULL, DIFFERENTIAL, REINITIALIZE,
 -- NO_DATA). Raises on failure (the caller's transaction decides what survives).
 CREATE OR REPLACE FUNCTION pgstream_lite.refresh_st(p_pgs_id bigint, p_initiated_by text)
@@ -62,6 +79,8 @@ DECLARE
     v_dead oid;
     v_marker record;
     v_secs bigint;
+    v_owner text;
+    v_old_role text;
 BEGIN
     SELECT * INTO st FROM pgstream.pgs_stream_tables s WHERE s.pgs_id = p_pgs_id;
     IF NOT FOUND THEN
@@ -126,6 +145,15 @@ BEGIN
         v_rows := pgstream_lite.rows_sql(p_pgs_id);
         SELECT string_agg(format('%I', c), ', ' ORDER BY o) INTO v_cols
           FROM unnest(m.columns) WITH ORDINALITY AS u(c, o);
+        -- The defining query runs with the rights of the storage table's owner, whoever refreshes
+        -- (e.g. a superuser scheduler): a stream table never reads more than its owner may.
+        -- A refreshing role that is not a member of the owner role runs it with its own rights.
+        SELECT c.relowner::regrole::text INTO v_owner FROM pg_class c WHERE c.oid = st.pgs_relid;
+        v_old_role := current_setting('role');
+        IF v_owner IS DISTINCT FROM current_user::text
+           AND pg_has_role(current_user, v_owner::regrole, 'MEMBER') THEN
+            PERFORM set_config('role', v_owner, true);
+        END IF;
         IF v_action = 'DIFFERENTIAL' THEN
             EXECUTE format(
                 E'WITH src AS MATERIALIZED (\n%s\n),\n'
@@ -146,6 +174,7 @@ BEGIN
             EXECUTE format(E'INSERT INTO %s (__pgs_row_id, %s)\n%s', storage, v_cols, v_rows);
             GET DIAGNOSTICS v_ins = ROW_COUNT;
         END IF;
+        PERFORM set_config('role', v_old_role, true);
         PERFORM set_config('pgstream_lite.refreshing', v_old_flag, true);
         PERFORM set_config('search_path', v_old_path, true);
         PERFORM set_config(g, v_old_fmt[o], true)
@@ -182,6 +211,7 @@ BEGIN
     VALUES (p_pgs_id, v_start, v_start, clock_timestamp(), v_action, v_ins, v_del,
             'COMPLETED', p_initiated_by, v_start + make_interval(secs => v_secs));
 
+    PERFORM pgstream_lite.prune_history(p_pgs_id);
     PERFORM pgstream_lite.cleanup_buffers(p_pgs_id);
     RETURN v_action;
 END;
@@ -214,6 +244,7 @@ BEGIN
             (pgs_id, data_timestamp, start_time, end_time, action, status, initiated_by, error_message)
         VALUES (p_pgs_id, st.data_timestamp, v_start, clock_timestamp(), 'SKIP', 'SKIPPED',
                 'SCHEDULER', v_msg);
+        PERFORM pgstream_lite.prune_history(p_pgs_id);
         RETURN 'SKIPPED';
     END IF;
     v_max := pgstream_lite.setting_int('pg_stream.max_consecutive_errors', 3);
@@ -230,6 +261,7 @@ BEGIN
             CASE WHEN st.refresh_mode = 'FULL' OR NOT st.is_populated THEN 'FULL'
                  ELSE 'DIFFERENTIAL' END,
             'FAILED', 'SCHEDULER', v_msg);
+    PERFORM pgstream_lite.prune_history(p_pgs_id);
     RETURN 'FAILED: ' || v_msg;
 END;
 $$;
