@@ -113,7 +113,8 @@ def _freshness(combos: list[ComboResult]) -> str:
                 f"{rows_written.median:,.0f}" if rows_written.values else "–",
                 ", ".join(f"{k}: {v}" for k, v in sorted(actions.items())) or "–",
             ])
-    header = ["N", "R", "method", "time for all N models", "rows written", "refresh actions"]
+    header = ["N", "R", "method", "time for all N models", "rows written",
+              "refresh actions (all repetitions)"]
     notes = []
     for combo in combos:
         if combo.fresh_time:
@@ -152,7 +153,8 @@ def render(result: BenchResult, checks: list[Check]) -> str:
         + "\n\ntouched = stream tables whose catalog row (pgs_id, pgs_relid, updated_at) "
         "changed, per run.",
         "## 4. SQL per unchanged model (server side)\n\n"
-        "Per model = (no-op run of all N models − no-op run of one model) / (N − 1). "
+        "Per model = (no-op run of all N models − no-op run of one model) / (N − 1), counted "
+        "at the smallest R of each N (the count does not depend on R). "
         "Statements from pg_stat_statements (calls summed), round trips from statement "
         "logging (one simple-query message each).\n\n" + _statements(combos),
         "## 5. Keeping fresh after 1% of source rows change\n\n" + _freshness(combos),

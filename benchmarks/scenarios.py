@@ -112,9 +112,6 @@ def _measure_change(ws: Workspace, edit: Callable[[int], None], samples: Samples
         samples.add(outcome.seconds)
         touched.append(len(changed))
         progress(f"{label}: {outcome.seconds:.2f}s, touched {changed}")
-    if ws.reps % 2:  # leave the project as generated
-        edit(ws.reps)
-        ws.run(STREAM_TABLE)
 
 
 def measure_changes(ws: Workspace) -> None:

@@ -50,11 +50,11 @@ def create_sources(conn: psycopg.Connection, rows: int) -> None:
             SELECT g,
                    1 + (g * 7919) % {customers},
                    (g * 104729) % 10007,
-                   ({statuses})[1 + (g / 7) % {len(STATUSES)}],
+                   ({statuses})[(1 + (g / 7) % {len(STATUSES)})::int],
                    1 + g % 9,
                    ((g * 31337) % 100000) / 100.0,
                    timestamptz '2025-01-01' + make_interval(mins => (g % 525600)::int)
-            FROM generate_series(1, {rows}) AS g"""
+            FROM generate_series(1::bigint, {rows}) AS g"""
     )
     conn.execute(f"VACUUM ANALYZE {SCHEMA}.{CUSTOMERS}")
     conn.execute(f"VACUUM ANALYZE {SCHEMA}.{ORDERS}")

@@ -124,7 +124,7 @@ class Tally:
 
 def _one_line(text: str, width: int = 160) -> str:
     """One line, model names generalised (m0001 -> mNNNN) so that per-model texts group."""
-    flat = re.sub(r"\bm\d{4}\b", "mNNNN", " ".join(_strip_comments(text).split()))
+    flat = re.sub(r"\bm\d{4}", "mNNNN", " ".join(_strip_comments(text).split()))
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
