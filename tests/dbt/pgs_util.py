@@ -73,9 +73,11 @@ class SeededProject:
     """Base of test classes: the raw_orders seed, loaded once per class after `dbt deps`."""
 
     @pytest.fixture(scope="class")
-    def seeds(self):
+    @classmethod
+    def seeds(cls):
         return {"raw_orders.csv": RAW_ORDERS_CSV}
 
     @pytest.fixture(scope="class", autouse=True)
-    def _seeded(self, _dbt_deps):
+    @classmethod
+    def _seeded(cls, _dbt_deps):
         run_dbt(["seed"])

@@ -33,7 +33,8 @@ class TestTwoProcessesAtOnce(SeededProject):
     # is an engine matter (TestParallelModelsOneSource); this class is about the same model
     # deployed by two processes.
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {f"st_{i}.sql": model(i) for i in range(MODELS)}
 
     def _run_both(self, project) -> None:

@@ -24,7 +24,8 @@ BAD_VALUES = [
 
 class TestBadConfigValues(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {"order_totals.sql": order_totals()}
 
     @pytest.mark.parametrize(("key", "value", "shown", "allowed"), BAD_VALUES)
@@ -45,7 +46,8 @@ class TestGoodConfigValues(SeededProject):
     """Accepted spellings: any case for modes/status, durations, bare seconds, cron, aliases."""
 
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {
             "a.sql": order_totals(", schedule='1h30m', refresh_mode='differential'"),
             "b.sql": order_totals(", schedule='90', refresh_mode='Full', status='active'"),
@@ -74,7 +76,8 @@ class TestScheduleBelowMinimum(SeededProject):
     """The minimum number of seconds is pg_stream's check: its error surfaces naming the model."""
 
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {"order_totals.sql": order_totals(", schedule='30s'")}
 
     def test_engine_error_names_model(self, project, pg):

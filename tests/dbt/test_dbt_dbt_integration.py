@@ -27,7 +27,8 @@ GROUP BY customer_id
 
 class TestHooks(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {"order_totals.sql": HOOKED}
 
     def test_pre_and_post_hooks_run(self, project, pg):
@@ -50,7 +51,8 @@ class TestRunArtifact(SeededProject):
     """target/run/ holds the statement that really ran (or says that none did)."""
 
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {"order_totals.sql": order_totals()}
 
     def test_target_run_holds_real_sql(self, project, pg):
@@ -69,7 +71,8 @@ class TestRunArtifact(SeededProject):
 
 class TestDbtTestOnStreamTable(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {
             "order_totals.sql": order_totals(),
             "schema.yml": """
@@ -106,7 +109,8 @@ models:
 
 class TestDocsGenerate(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {"order_totals.sql": order_totals()}
 
     def test_catalog_lists_columns(self, project, pg):
@@ -121,7 +125,8 @@ class TestAliasCustomSchemaAndRef(SeededProject):
     """dbt's alias / schema configs decide where the stream table goes; ref() follows."""
 
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {
             "order_totals.sql": order_totals(", alias='totals_alias', schema='marts'"),
             "report.sql": "{{ config(materialized='view') }}\n"

@@ -19,7 +19,8 @@ BROKEN_QUERIES = {
 
 class TestNothingLostOnFailedReplace(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {"order_totals.sql": order_totals()}
 
     @pytest.mark.parametrize("case", sorted(BROKEN_QUERIES))
@@ -50,7 +51,8 @@ class TestNothingLostOnFailedReplace(SeededProject):
 
 class TestNothingLostWhenReplacingPlainTable(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {"order_totals.sql": order_totals().replace("stream_table", "table")}
 
     def test_plain_table_survives(self, project, pg):

@@ -26,7 +26,8 @@ RUN_1 = ("run", "--threads", "1")  # a tuple: run_dbt extends the list it is giv
 
 class TestCreate(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {"order_totals.sql": order_totals()}
 
     def test_creates_stream_table(self, project, pg):
@@ -54,7 +55,8 @@ class TestCreate(SeededProject):
 
 class TestUnchanged(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {"order_totals.sql": order_totals(", schedule='5m'")}
 
     def test_second_run_changes_nothing(self, project, pg):
@@ -87,7 +89,8 @@ class TestUnchanged(SeededProject):
 
 class TestAlterSchedule(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {"order_totals.sql": order_totals()}
 
     def test_alters_only_the_schedule(self, project, pg):
@@ -112,7 +115,8 @@ class TestAlterSchedule(SeededProject):
 
 class TestAlterRefreshModeAndStatus(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {"order_totals.sql": order_totals()}
 
     def test_alters_mode_and_status(self, project, pg):
@@ -149,7 +153,8 @@ class TestAlterRefreshModeAndStatus(SeededProject):
 
 class TestReplaceOnQueryChange(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {"order_totals.sql": order_totals(", schedule='2m'")}
 
     def test_replaces_when_query_changes(self, project, pg):
@@ -182,7 +187,8 @@ class TestReplaceOnQueryChange(SeededProject):
 
 class TestFullRefresh(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {
             "order_totals.sql": order_totals(),
             "protected_totals.sql": order_totals(", full_refresh=false"),
@@ -208,7 +214,8 @@ class TestReplacePlainRelation(SeededProject):
     """The model was a table / a view before: the relation is replaced by the stream table."""
 
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {
             "was_table.sql": order_totals().replace("stream_table", "table"),
             "was_view.sql": order_totals().replace("stream_table", "view"),
@@ -245,7 +252,8 @@ class TestDownstreamReplaced(SeededProject):
     """An upstream stream table replaced earlier in the run: the downstream one is replaced too."""
 
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {
             "order_totals.sql": order_totals(),
             "big_customers.sql": "{{ config(materialized='stream_table', schedule=none) }}\n"
@@ -291,7 +299,8 @@ class TestDownstreamReplaced(SeededProject):
 
 class TestCalculatedSchedule(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {"order_totals.sql": order_totals(", schedule=none")}
 
     def test_none_schedule_is_calculated(self, project, pg):
@@ -317,7 +326,8 @@ class TestCalculatedSchedule(SeededProject):
 
 class TestInitializeFalse(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {"order_totals.sql": order_totals(", initialize=false, schedule='*/5 * * * *'")}
 
     def test_created_empty(self, project, pg):
@@ -334,7 +344,8 @@ class TestParallelModelsOneSource(SeededProject):
     """Several stream tables over the same source, built by parallel dbt threads (threads: 4)."""
 
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {f"totals_{i}.sql": order_totals() for i in range(4)}
 
     def test_all_created(self, project, pg):

@@ -12,7 +12,8 @@ from pgs_util import TOTALS, SeededProject, order_totals, totals_rows
 
 class TestRefreshOperation(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {
             "order_totals.sql": order_totals(
                 ", alias='totals_alias', schema='marts', refresh_mode='FULL', schedule='1h'"
@@ -55,7 +56,8 @@ class TestRefreshOperation(SeededProject):
 
 class TestDropAllOperation(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {
             "upstream.sql": order_totals(),
             "downstream.sql": "{{ config(materialized='stream_table', schedule=none) }}\n"
@@ -98,13 +100,15 @@ class TestPgStreamMissing(SeededProject):
     """A database without pg_stream: one clear error, not 'schema pgstream does not exist'."""
 
     @pytest.fixture(scope="class")
-    def dbt_database(self, dsn):
+    @classmethod
+    def dbt_database(cls, dsn):
         name = _new_database(dsn, None)
         yield name
         _drop_database(dsn, name)
 
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {"order_totals.sql": order_totals()}
 
     def test_clear_error(self, project):

@@ -18,7 +18,8 @@ GROUP BY customer_id
 
 class TestQuoting(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {
             "upper.sql": order_totals(", alias='Order Totals', schema='Mixed Case'"),
             "dotted.sql": order_totals(", alias='totals.v1'"),
