@@ -43,8 +43,8 @@
     {%- do store_raw_result(name='main', message=plan.message, code=plan.action | upper,
                             rows_affected=-1) -%}
   {%- endif -%}
-  {{ log('dbt_pgstream: ' ~ model.name ~ ' (' ~ target_relation.schema ~ '.' ~ target_relation.identifier ~ '): ' ~ plan.message,
-         info=True) }}
+  {{ log('dbt_pgstream: ' ~ model.name ~ ' (' ~ target_relation.schema ~ '.'
+         ~ target_relation.identifier ~ '): ' ~ plan.message, info=True) }}
   {#-- refresh_on_run: a stream table left in place (unchanged / altered) is refreshed now, so
        what runs after this model (tests, downstream models) sees fresh data --#}
   {%- if cfg.refresh_on_run and plan.action in ['unchanged', 'altered'] -%}
@@ -138,7 +138,8 @@
         status=alter_args.get('status'))) -%}
   {%- else -%}
     {%- if cfg.custom_schema -%}
-      {%- do statements.append('CREATE SCHEMA IF NOT EXISTS ' ~ adapter.quote(relation.schema)) -%}
+      {%- do statements.append('CREATE SCHEMA IF NOT EXISTS '
+          ~ dbt_pgstream._pgstream_ident(relation.schema)) -%}
     {%- endif -%}
     {%- if plain_relation -%}
       {%- do statements.append(dbt_pgstream._pgstream_drop_plain_relation_sql(relation)) -%}
