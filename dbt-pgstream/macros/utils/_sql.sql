@@ -18,6 +18,12 @@
 {%- endmacro %}
 
 
+{#- A quoted SQL identifier: double quotes doubled (adapter.quote does not escape them). -#}
+{% macro _pgstream_ident(name) -%}
+  "{{ name | string | replace('"', '""') }}"
+{%- endmacro %}
+
+
 {#- The `name` argument of the pg_stream API: 'schema.table' from the raw (unquoted) parts. The API
     splits on the first dot, which is why schemas containing a dot are rejected up front. -#}
 {% macro _pgstream_api_name(relation) -%}
