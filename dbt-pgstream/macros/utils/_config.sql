@@ -131,6 +131,22 @@
         ~ "schema name containing a dot cannot be used") -%}
   {%- endif -%}
 
+  {#- Identifiers longer than NAMEDATALEN - 1 bytes are truncated by PostgreSQL, so the storage
+      table would not carry the name pg_stream's catalog records. -#}
+  {%- for key, value in [('stream_table_name' if raw_name is not none else 'alias', name),
+                         (schema_key, schema)] -%}
+    {%- if value.encode('utf-8') | length > 63 -%}
+      {%- do dbt_pgstream._pgstream_config_error(key, value,
+          "it is longer than 63 bytes, and PostgreSQL truncates longer identifiers") -%}
+    {%- endif -%}
+    {#- dbt's own SQL (grants, persist_docs) quotes identifiers without doubling a '"' in them -#}
+    {%- if '"' in value and (config.get('grants') or config.get('persist_docs')) -%}
+      {%- do dbt_pgstream._pgstream_config_error(key, value,
+          "a name containing a double quote cannot be used with `grants` or `persist_docs`: dbt "
+          ~ "renders it in their SQL without escaping the quote") -%}
+    {%- endif -%}
+  {%- endfor -%}
+
   {{ return({
       'schedule': schedule,
       'refresh_mode': refresh_mode,
