@@ -79,14 +79,14 @@ class TestDbtTestOnStreamTable(SeededProject):
 version: 2
 models:
   - name: order_totals
-    data_tests:
+    tests:
       - dbt_pgstream.stream_table_healthy
     columns:
       - name: __pgs_row_id
         description: "pg_stream's internal row identity"
-        data_tests: [unique, not_null]
+        tests: [unique, not_null]
       - name: customer_id
-        data_tests: [unique, not_null]
+        tests: [unique, not_null]
 """,
         }
 
