@@ -7,6 +7,7 @@ import json
 import threading
 import time
 
+import psycopg
 import pytest
 from dbt.tests.util import run_dbt, run_dbt_and_capture
 from pgs_util import TOTALS, SeededProject, order_totals, totals_rows
@@ -170,8 +171,6 @@ class TestWaitForPopulated(SeededProject):
         assert "timed out after 1s; 2 stream table(s) still not populated" in logs
         assert f"order_totals ({pg.schema}.order_totals, ACTIVE)" in logs
         assert f"full_totals ({pg.schema}.full_totals, ACTIVE)" in logs
-
-        import psycopg
 
         def scheduler_later():
             time.sleep(1.5)
