@@ -353,3 +353,21 @@ class TestParallelModelsOneSource(SeededProject):
         assert {r.message for r in results} == {"created"}
         for i in range(4):
             assert totals_rows(pg, f"totals_{i}") == TOTALS
+
+
+class TestCreateWithStatus(SeededProject):
+    """status configured at creation: created, then set in the same statement."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def models(cls):
+        return {"order_totals.sql": order_totals(", status='suspended'")}
+
+    def test_created_suspended(self, project, pg):
+        results = run_dbt(["run"])
+        assert message(results, "order_totals") == "created"
+        st = pg.st("order_totals")
+        assert st["status"] == "SUSPENDED"
+        assert totals_rows(pg) == TOTALS
+        assert "status => 'SUSPENDED'" in run_sql(project, "order_totals")
+        assert message(run_dbt(["run"]), "order_totals") == "unchanged"
