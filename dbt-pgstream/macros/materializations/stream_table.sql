@@ -37,9 +37,14 @@
       -- dbt_pgstream: {{ target_relation }} unchanged: no SQL was executed
     {%- endcall -%}
   {%- else -%}
-    {%- call statement('main') -%}
+    {%- call statement('main', fetch_result=True) -%}
       {{ plan.sql }}
     {%- endcall -%}
+    {%- set acted = load_result('main').table.rows -%}
+    {%- if acted | length > 0 and acted[0][0] is sameas false -%}
+      {%- do plan.update({'action': 'unchanged',
+                          'message': 'unchanged (deployed by a concurrent run)'}) -%}
+    {%- endif -%}
     {%- do store_raw_result(name='main', message=plan.message, code=plan.action | upper,
                             rows_affected=-1) -%}
   {%- endif -%}
@@ -94,6 +99,9 @@
     {%- if state.query_changed -%}{%- do reasons.append('query changed') -%}{%- endif -%}
     {%- if state.storage_missing -%}{%- do reasons.append('storage table missing') -%}{%- endif -%}
     {%- if state.upstream_replaced -%}{%- do reasons.append('upstream replaced') -%}{%- endif -%}
+    {%- if state.source_column_dropped -%}
+      {%- do reasons.append('source column dropped') -%}
+    {%- endif -%}
     {%- if state.schedule_cleared -%}
       {%- do reasons.append('schedule ' ~ state.old_schedule ~ ' -> CALCULATED') -%}
     {%- endif -%}
@@ -155,6 +163,12 @@
           ~ '\n  AND st.status IS DISTINCT FROM ' ~ lit(cfg.status)) -%}
     {%- endif -%}
   {%- endif -%}
+
+  {#- Last: did THIS transaction write the catalog row? false = a concurrent run that held the
+      lock first already deployed this definition, and every guarded step above was a no-op. -#}
+  {%- do statements.append('SELECT (st.xmin = pg_catalog.pg_current_xact_id()::xid) AS acted\n'
+      ~ 'FROM pgstream.pgs_stream_tables AS st\nWHERE '
+      ~ dbt_pgstream._pgstream_catalog_match(relation)) -%}
 
   {{ return({'action': action, 'message': message,
              'sql': '-- dbt_pgstream: ' ~ message ~ '\n' ~ statements | join(';\n') ~ ';\n'}) }}

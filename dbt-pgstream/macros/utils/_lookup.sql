@@ -19,6 +19,8 @@
         COALESCE({{ dbt_pgstream._pgstream_sql_query_changed(query) }}, false) AS query_changed,
         COALESCE({{ dbt_pgstream._pgstream_sql_storage_missing() }}, false) AS storage_missing,
         COALESCE({{ dbt_pgstream._pgstream_sql_upstream_replaced() }}, false) AS upstream_replaced,
+        COALESCE({{ dbt_pgstream._pgstream_sql_source_column_dropped() }}, false)
+            AS source_column_dropped,
         COALESCE({{ dbt_pgstream._pgstream_sql_schedule_cleared(cfg.schedule) }}, false)
             AS schedule_cleared,
         COALESCE(st.schedule IS DISTINCT FROM {{ lit(cfg.schedule) }}, false) AS schedule_changed,
@@ -36,6 +38,7 @@
   {%- set state = {} -%}
   {%- for column in ['relation_kind', 'is_stream_table', 'old_schedule', 'old_refresh_mode',
                      'old_status', 'query_changed', 'storage_missing', 'upstream_replaced',
+                     'source_column_dropped',
                      'schedule_cleared', 'schedule_changed', 'refresh_mode_changed',
                      'status_changed'] -%}
     {%- set value = row[column] -%}

@@ -170,6 +170,20 @@ END
         AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class AS src WHERE src.oid = dep.source_relid))
 {%- endmacro %}
 
+{#- A column the stream table reads was dropped from (or renamed in) one of its sources: its
+    refreshes fail, so it must be re-created (which fails clearly, keeping the old one, unless the
+    column is back). -#}
+{% macro _pgstream_sql_source_column_dropped(alias='st') -%}
+  EXISTS (
+      SELECT 1 FROM pgstream.pgs_dependencies AS dep, unnest(dep.columns_used) AS used (col)
+      WHERE dep.pgs_id = {{ alias }}.pgs_id
+        AND EXISTS (SELECT 1 FROM pg_catalog.pg_class AS src WHERE src.oid = dep.source_relid)
+        AND NOT EXISTS (
+            SELECT 1 FROM pg_catalog.pg_attribute AS att
+            WHERE att.attrelid = dep.source_relid AND att.attname = used.col
+              AND NOT att.attisdropped))
+{%- endmacro %}
+
 {#- alter_stream_table() cannot clear a schedule (NULL keeps it), so going CALCULATED replaces. -#}
 {% macro _pgstream_sql_schedule_cleared(schedule, alias='st') -%}
   {%- if schedule is none -%}
@@ -188,6 +202,7 @@ END
     ({{ dbt_pgstream._pgstream_sql_query_changed(query, alias) }}
      OR {{ dbt_pgstream._pgstream_sql_storage_missing(alias) }}
      OR {{ dbt_pgstream._pgstream_sql_upstream_replaced(alias) }}
+     OR {{ dbt_pgstream._pgstream_sql_source_column_dropped(alias) }}
      OR {{ dbt_pgstream._pgstream_sql_schedule_cleared(schedule, alias) }})
   {%- endif -%}
 {%- endmacro %}

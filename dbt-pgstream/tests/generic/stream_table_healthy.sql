@@ -22,5 +22,19 @@ FROM (
     UNION ALL
     SELECT st.consecutive_errors::text || ' consecutive refresh error(s)'
     FROM st WHERE st.consecutive_errors > 0
+    UNION ALL
+    SELECT 'reads a relation that was dropped (oid ' || dep.source_relid::text
+           || '): re-create it (dbt run)'
+    FROM st JOIN pgstream.pgs_dependencies AS dep ON dep.pgs_id = st.pgs_id
+    WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class AS c WHERE c.oid = dep.source_relid)
+    UNION ALL
+    SELECT 'reads column ' || used.col || ' of ' || dep.source_relid::regclass::text
+           || ', which no longer exists'
+    FROM st JOIN pgstream.pgs_dependencies AS dep ON dep.pgs_id = st.pgs_id
+    CROSS JOIN LATERAL unnest(dep.columns_used) AS used (col)
+    WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class AS c WHERE c.oid = dep.source_relid)
+      AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute AS a
+                      WHERE a.attrelid = dep.source_relid AND a.attname = used.col
+                        AND NOT a.attisdropped)
 ) AS problems
 {% endtest %}

@@ -1,0 +1,236 @@
+"""Faults: a dbt process SIGKILLed in the middle of a materialization, a server restart (between
+runs and under a running scheduler), a source dropped or altered under a stream table, and a
+pg_stream of another API version. After each, state is consistent and errors say what happened.
+(A failing new query at create time: tests/dbt/test_dbt_failure_safety.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from dbt.tests.util import run_dbt
+from pgs_util import TOTALS, SeededProject, message, order_totals, totals_rows, write_model
+
+from pgstream_lite.scheduler import run_scheduler
+
+
+def dbt_cli(project, *args: str) -> subprocess.Popen:
+    dbt = os.environ.get("DBT_EXECUTABLE") or str(Path(sys.executable).with_name("dbt"))
+    return subprocess.Popen(
+        [dbt, *args, "--project-dir", str(project.project_root),
+         "--profiles-dir", str(project.profiles_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=project.project_root,
+        env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+    )
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def assert_consistent(pg) -> None:
+    """Catalog and storage agree: every catalog row has its table, no orphan storage table."""
+    assert pg.query(
+        "SELECT pgs_schema, pgs_name FROM pgstream.pgs_stream_tables st"
+        " WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = st.pgs_relid)"
+    ) == []
+    orphans = pg.query(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relkind = 'r'"
+        "   AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid"
+        "               AND a.attname = '__pgs_row_id')"
+        "   AND NOT EXISTS (SELECT 1 FROM pgstream.pgs_stream_tables st"
+        "                   WHERE st.pgs_relid = c.oid)",
+        (pg.schema,),
+    )
+    assert orphans == []
+
+
+SLOW = """{{ config(materialized='stream_table') }}
+SELECT customer_id, SUM(amount) AS total_amount, COUNT(*) AS order_count
+FROM {{ ref('raw_orders') }}
+WHERE (SELECT true FROM pg_sleep({{ var('sleep', 0) }})){{ var('extra', '') }}
+GROUP BY customer_id
+"""
+
+
+class TestKilledMidMaterialization(SeededProject):
+    @pytest.fixture(scope="class")
+    def models(self):
+        return {"order_totals.sql": SLOW}
+
+    def _backend_of_dbt(self, pg, wait_event: str | None) -> bool:
+        return bool(pg.value(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND query LIKE '%%model.test.order_totals%%' AND pid <> pg_backend_pid()"
+            " AND (%s::text IS NULL OR wait_event = %s)", (wait_event, wait_event)))
+
+    def test_kill_during_slow_create(self, project, pg):
+        proc = dbt_cli(project, "run", "--vars", json.dumps({"sleep": 3}))
+        wait_for(lambda: self._backend_of_dbt(pg, "PgSleep"), what="the slow create")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        results = run_dbt(["run"])  # waits for the orphan backend, which rolls back
+        assert message(results, "order_totals") == "created"
+        assert totals_rows(pg) == TOTALS
+        assert pg.st_count() == 1
+        assert_consistent(pg)
+
+    def test_kill_while_waiting_for_the_lock(self, project, pg, db_dsn):
+        run_dbt(["run"])
+        before = pg.st("order_totals")
+        key = f"dbt_pgstream:{pg.schema}.order_totals"
+        with psycopg.connect(db_dsn) as holder:  # a transaction holding the model's lock
+            holder.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+            proc = dbt_cli(project, "run", "--vars", json.dumps({"extra": " AND true"}))
+            wait_for(lambda: self._backend_of_dbt(pg, "advisory"), what="dbt blocked on the lock")
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        # the lock is released; the orphan backend runs its replace, then rolls it back
+        wait_for(lambda: not self._backend_of_dbt(pg, None), what="the orphan backend to end")
+        assert pg.value("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND state = 'idle in transaction'") == 0
+        assert pg.st("order_totals") == before
+        assert_consistent(pg)
+        results = run_dbt(["run", "--vars", json.dumps({"extra": " AND true"})])
+        assert message(results, "order_totals") == "replaced (query changed)"
+        assert totals_rows(pg) == TOTALS
+        assert pg.st_count() == 1
+        assert_consistent(pg)
+
+
+class TestServerRestart(SeededProject):
+    @pytest.fixture(scope="class")
+    def models(self):
+        return {"order_totals.sql": order_totals(", schedule='1s'")}
+
+    def test_runs_and_scheduler_survive_restarts(self, project, pg_server, db_dsn):
+        with psycopg.connect(db_dsn, autocommit=True) as conn:
+            conn.execute(
+                f'ALTER DATABASE "{project.database}" SET pg_stream.min_schedule_seconds = 1')
+        assert message(run_dbt(["run"]), "order_totals") == "created"
+        pg_server.restart()
+        assert message(run_dbt(["run"]), "order_totals") == "unchanged"
+
+        stop = threading.Event()
+        thread = threading.Thread(target=run_scheduler, args=(db_dsn,),
+                                  kwargs={"interval_ms": 200, "stop": stop}, daemon=True)
+        thread.start()
+        try:
+            def count_of(customer: int) -> int | None:
+                try:
+                    with psycopg.connect(db_dsn, autocommit=True) as conn:
+                        row = conn.execute(
+                            f'SELECT order_count FROM "{project.test_schema}".order_totals'
+                            " WHERE customer_id = %s", (customer,)).fetchone()
+                        return row[0] if row else None
+                except psycopg.OperationalError:
+                    return None
+
+            with psycopg.connect(db_dsn, autocommit=True) as conn:
+                conn.execute(f'INSERT INTO "{project.test_schema}".raw_orders VALUES (9, 5, 1)')
+            wait_for(lambda: count_of(5) == 1, what="a scheduled refresh before the restart")
+            pg_server.restart()
+            with psycopg.connect(db_dsn, autocommit=True) as conn:
+                conn.execute(f'INSERT INTO "{project.test_schema}".raw_orders VALUES (10, 6, 1)')
+            wait_for(lambda: count_of(6) == 1, timeout=40,
+                     what="a scheduled refresh after the restart")
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+        assert not thread.is_alive()
+        assert message(run_dbt(["run"]), "order_totals") == "unchanged"
+
+
+SRC_MODEL = """{{ config(materialized='stream_table') }}
+SELECT customer_id, SUM(amount) AS total_amount, COUNT(*) AS order_count
+FROM {{ target.schema }}.src
+GROUP BY customer_id
+"""
+
+HEALTH_YML = """
+version: 2
+models:
+  - name: order_totals
+    data_tests: [dbt_pgstream.stream_table_healthy]
+"""
+
+
+class TestSourceChangedUnderStreamTable(SeededProject):
+    @pytest.fixture(scope="class")
+    def models(self):
+        return {"order_totals.sql": SRC_MODEL, "schema.yml": HEALTH_YML}
+
+    def _health_failure(self) -> str:
+        results = run_dbt(["test"], expect_pass=False)
+        assert str(results[0].status) == "fail"
+        return results[0].message
+
+    def test_altered_then_dropped_source(self, project, pg, db_dsn):
+        src = f'"{pg.schema}".src'
+        pg.execute(f"CREATE TABLE {src} AS TABLE \"{pg.schema}\".raw_orders")
+        assert message(run_dbt(["run"]), "order_totals") == "created"
+        assert str(run_dbt(["test"])[0].status) == "pass"
+        before = pg.st("order_totals")
+
+        pg.execute(f"ALTER TABLE {src} RENAME COLUMN amount TO amount_eur")
+        self._health_failure()
+        results = run_dbt(["run"], expect_pass=False)
+        assert "order_totals" in results[0].message
+        assert 'column "amount" does not exist' in results[0].message
+        assert pg.st("order_totals") == before and totals_rows(pg) == TOTALS
+
+        # the failing row names the problem (dbt stores the test's failing rows on request)
+        run_dbt(["test", "--store-failures"], expect_pass=False)
+        problems = [r[0] for r in pg.query(
+            "SELECT problem FROM \"{}_dbt_test__audit\".{}".format(
+                pg.schema, "dbt_pgstream_stream_table_healthy_order_totals_"))]
+        assert any("reads column amount of" in p and "no longer exists" in p
+                   for p in problems), problems
+
+        pg.execute(f"ALTER TABLE {src} RENAME COLUMN amount_eur TO amount")
+        pg.execute(f"DROP TABLE {src}")
+        results = run_dbt(["run"], expect_pass=False)
+        assert 'relation "' in results[0].message and "does not exist" in results[0].message
+        assert pg.st("order_totals") == before and totals_rows(pg) == TOTALS
+        run_dbt(["test", "--store-failures"], expect_pass=False)
+        problems = [r[0] for r in pg.query(
+            "SELECT problem FROM \"{}_dbt_test__audit\".{}".format(
+                pg.schema, "dbt_pgstream_stream_table_healthy_order_totals_"))]
+        assert any("reads a relation that was dropped" in p for p in problems), problems
+
+        pg.execute(f"CREATE TABLE {src} AS TABLE \"{pg.schema}\".raw_orders")
+        assert message(run_dbt(["run"]), "order_totals") == "replaced (upstream replaced)"
+        assert str(run_dbt(["test"])[0].status) == "pass"
+
+
+class TestOtherApiVersion(SeededProject):
+    @pytest.fixture(scope="class")
+    def models(self):
+        return {"order_totals.sql": order_totals()}
+
+    def test_names_the_mismatch(self, project, pg):
+        pg.execute("ALTER FUNCTION pgstream.create_stream_table(text,text,text,text,boolean)"
+                   " RENAME TO create_stream_table_v01")
+        pg.execute("CREATE FUNCTION pgstream.create_stream_table(name text, query text)"
+                   " RETURNS void LANGUAGE sql AS 'SELECT'")
+        results = run_dbt(["run"], expect_pass=False)
+        text = results[0].message
+        assert "does not provide the pg_stream SQL API v0.1 this package requires" in text
+        assert ("function pgstream.create_stream_table(text,text,text,text,boolean) is missing"
+                " (found pgstream.create_stream_table(text,text))") in text
+        assert pg.st_count() == 0
+        write_model(project, "order_totals", order_totals())
