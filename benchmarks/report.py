@@ -33,10 +33,13 @@ def _create(combos: list[ComboResult]) -> str:
         if not combo.create:
             continue
         per_node = [f"{combo.create_node[v].median * 1000:.0f}" for v in CREATE_VARIANTS]
+        server = [f"{combo.create_server_ms[v].median:.0f}" for v in CREATE_VARIANTS
+                  if v in combo.create_server_ms]
         rows.append([_scope(combo), *(_secs(combo.create.get(v)) for v in CREATE_VARIANTS),
-                     " / ".join(per_node)])
+                     " / ".join(per_node), " / ".join(server) or "–"])
     header = ["N", "R", "stream_table", "table", "materialized_view",
-              "per model ms (st / table / mv)"]
+              "dbt node ms per model (st / table / mv)",
+              "server ms per model (st / table / mv)"]
     return _table(header, rows)
 
 
@@ -143,7 +146,10 @@ def render(result: BenchResult, checks: list[Check]) -> str:
         "(min–max) in brackets. Variants are measured interleaved (ABCD BCDA ...).",
         "## Machine and settings\n\n" + info,
         "## Targets\n\n" + _targets(checks),
-        "## 1. `dbt run` creating all N models\n\n" + _create(combos),
+        "## 1. `dbt run` creating all N models\n\n" + _create(combos)
+        + "\n\ndbt node ms = mean `execution_time` of the models in run_results.json (dbt's "
+        "own timing of each node, with the threads running concurrently); server ms = "
+        "pg_stat_statements total_exec_time of the run / N.",
         "## 2. `dbt run` with nothing changed\n\n" + _noop(combos)
         + "\n\nminimal = a materialization in the generated project that sends one catalog "
         "query (inside BEGIN/COMMIT) and returns the relation: dbt's own per-model floor. "

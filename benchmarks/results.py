@@ -25,6 +25,7 @@ class ComboResult:
     create_only: bool = False
     create: dict[str, Samples] = field(default_factory=dict)  # wall seconds
     create_node: dict[str, Samples] = field(default_factory=dict)  # mean node execution_time
+    create_server_ms: dict[str, Samples] = field(default_factory=dict)  # server ms per model
     noop: dict[str, Samples] = field(default_factory=dict)
     noop_node: dict[str, Samples] = field(default_factory=dict)
     noop_touched: list[int] = field(default_factory=list)

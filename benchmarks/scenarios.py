@@ -74,11 +74,15 @@ def measure_create(ws: Workspace) -> None:
     for variant in CREATE_VARIANTS:
         ws.result.create[variant] = Samples()
         ws.result.create_node[variant] = Samples()
+        ws.result.create_server_ms[variant] = Samples()
     for variant in interleaved(CREATE_VARIANTS, ws.reps):
         catalog.drop_variant(ws.conn, ws.projects[variant].schema)
+        reset_statements(ws.conn)
         outcome = ws.run(variant)
+        server_ms = read_statements(ws.conn).milliseconds
         ws.result.create[variant].add(outcome.seconds)
         ws.result.create_node[variant].add(_mean(outcome.node_seconds))
+        ws.result.create_server_ms[variant].add(server_ms / ws.models)
         progress(f"create {variant}: {outcome.seconds:.2f}s")
 
 

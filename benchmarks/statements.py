@@ -112,6 +112,7 @@ class Tally:
 
     counts: Counter[str] = field(default_factory=Counter)
     texts: Counter[str] = field(default_factory=Counter)
+    milliseconds: float = 0.0  # server execution time (pg_stat_statements only)
 
     @property
     def total(self) -> int:
@@ -135,7 +136,7 @@ def reset_statements(conn: psycopg.Connection) -> None:
 
 def read_statements(conn: psycopg.Connection) -> Tally:
     rows = conn.execute(
-        """SELECT s.query, s.calls
+        """SELECT s.query, s.calls, s.total_exec_time
            FROM pg_stat_statements AS s
            JOIN pg_database AS d ON d.oid = s.dbid
            WHERE d.datname = current_database()
@@ -143,8 +144,9 @@ def read_statements(conn: psycopg.Connection) -> Tally:
              AND s.query NOT ILIKE '%pg_stat_statements%'"""
     ).fetchall()
     tally = Tally()
-    for query, calls in rows:
+    for query, calls, milliseconds in rows:
         tally.add(classify(query), query, int(calls))
+        tally.milliseconds += float(milliseconds)
     return tally
 
 
