@@ -7,12 +7,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from pgs_util import TOTALS, SeededProject, totals_rows, write_model
 
 MODELS = 4
+CONCURRENT = "unchanged (deployed by a concurrent run)"
 MODEL = """{{{{ config(materialized='stream_table', schedule='{schedule}') }}}}
 SELECT customer_id, SUM(amount) AS total_amount, COUNT(*) AS order_count{extra}
 FROM {{{{ target.schema }}}}.src_{i}
@@ -37,7 +39,10 @@ class TestTwoProcessesAtOnce(SeededProject):
     def models(cls):
         return {f"st_{i}.sql": model(i) for i in range(MODELS)}
 
-    def _run_both(self, project) -> None:
+    def _run_both(self, project, pg=None) -> str:
+        """Run two `dbt run` at once. With `pg`, first hold every model's advisory lock (the key
+        the package uses) until both processes wait on it, so both have already looked up and
+        decided, and the race is certain: then release and let them go."""
         command = [
             dbt_executable(),
             "run",
@@ -47,6 +52,12 @@ class TestTwoProcessesAtOnce(SeededProject):
             str(project.profiles_dir),
         ]
         env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+        if pg is not None:
+            for i in range(MODELS):
+                pg.execute(
+                    "SELECT pg_advisory_lock(hashtextextended(%s, 0))",
+                    (f"dbt_pgstream:{pg.schema}.st_{i}",),
+                )
         procs = [
             subprocess.Popen(
                 [*command, "--target-path", f"target_{n}", "--log-path", f"logs_{n}"],
@@ -58,9 +69,24 @@ class TestTwoProcessesAtOnce(SeededProject):
             )
             for n in range(2)
         ]
+        if pg is not None:
+            try:
+                deadline = time.monotonic() + 120
+                while (
+                    pg.value(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    )
+                    < 2 * MODELS
+                ):
+                    assert time.monotonic() < deadline, "the dbt processes never waited"
+                    assert all(proc.poll() is None for proc in procs), "a dbt process ended"
+                    time.sleep(0.1)
+            finally:
+                pg.execute("SELECT pg_advisory_unlock_all()")
         outputs = [proc.communicate(timeout=300)[0] for proc in procs]
         for proc, output in zip(procs, outputs, strict=True):
             assert proc.returncode == 0, output
+        return "\n".join(outputs)
 
     def _assert_each_once(self, pg, extra_column: str | None) -> None:
         rows = pg.query(
@@ -80,8 +106,12 @@ class TestTwoProcessesAtOnce(SeededProject):
         for i in range(MODELS):
             pg.execute(f'CREATE TABLE "{pg.schema}".src_{i} AS TABLE "{pg.schema}".raw_orders')
 
-        self._run_both(project)  # both try to create every stream table
+        out = self._run_both(project, pg)  # both decided to create every stream table
         self._assert_each_once(pg, None)
+        # exactly one process created each; the other says what really happened to it
+        for i in range(MODELS):
+            assert out.count(f"st_{i} ({pg.schema}.st_{i}): created") == 1, out
+            assert out.count(f"st_{i} ({pg.schema}.st_{i}): {CONCURRENT}") == 1, out
 
         for i in range(MODELS):
             write_model(project, f"st_{i}", model(i, schedule="5m"))
@@ -91,5 +121,8 @@ class TestTwoProcessesAtOnce(SeededProject):
 
         for i in range(MODELS):
             write_model(project, f"st_{i}", model(i, "5m", ", MAX(amount) AS max_amount"))
-        self._run_both(project)  # both replace
+        out = self._run_both(project, pg)  # both decided to replace
         self._assert_each_once(pg, "max_amount")
+        for i in range(MODELS):
+            assert out.count(f"st_{i} ({pg.schema}.st_{i}): replaced (query changed)") == 1, out
+            assert out.count(f"st_{i} ({pg.schema}.st_{i}): {CONCURRENT}") == 1, out
