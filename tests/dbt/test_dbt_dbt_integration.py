@@ -157,3 +157,27 @@ class TestAliasCustomSchemaAndRef(SeededProject):
         assert {name: pg.st(*name) for name in dups} == dups
         pg.execute("SELECT pgstream.drop_stream_table('elsewhere.st_override')")
         pg.execute("DROP SCHEMA elsewhere")
+
+
+class TestSchemaOverrideSharedInParallel(SeededProject):
+    """Several models sharing a stream_table_schema that does not exist yet, built by parallel
+    threads: the schema is created once, every stream table lands in it."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def models(cls):
+        return {
+            f"shared_{i}.sql": order_totals(", stream_table_schema='brand new'") for i in range(4)
+        }
+
+    def test_all_created_in_new_schema(self, project, pg):
+        results = run_dbt(["run"])
+        assert {r.message for r in results} == {"created"}
+        for i in range(4):
+            assert totals_rows(pg, f"shared_{i}", "brand new") == TOTALS
+        results = run_dbt(["run"])
+        assert {r.message for r in results} == {"unchanged"}
+        results = run_dbt(["run", "--full-refresh", "--select", "shared_0"])
+        assert message(results, "shared_0") == "replaced (full refresh)"
+        executed = run_sql(project, "shared_0")
+        assert "CREATE SCHEMA" not in executed  # the schema exists now: not even attempted

@@ -145,7 +145,12 @@
         schedule=alter_args.get('schedule'), refresh_mode=alter_args.get('refresh_mode'),
         status=alter_args.get('status'))) -%}
   {%- else -%}
-    {%- if cfg.custom_schema -%}
+    {%- if not state.schema_exists -%}
+      {#- only a stream_table_schema override can be missing (dbt creates model schemas); models
+          sharing it may be built in parallel: serialise the CREATE SCHEMA on the schema name -#}
+      {%- do statements.append('SELECT pg_catalog.pg_advisory_xact_lock('
+          ~ 'pg_catalog.hashtextextended('
+          ~ lit('dbt_pgstream:schema:' ~ relation.schema) ~ ', 0))') -%}
       {%- do statements.append('CREATE SCHEMA IF NOT EXISTS '
           ~ dbt_pgstream._pgstream_ident(relation.schema)) -%}
     {%- endif -%}

@@ -13,6 +13,8 @@
             ELSE 'relation of relkind ' || rel.relkind::text
         END AS relation_kind,
         (st.pgs_id IS NOT NULL) AS is_stream_table,
+        EXISTS (SELECT 1 FROM pg_catalog.pg_namespace AS sch
+                WHERE sch.nspname = {{ lit(relation.schema) }}) AS schema_exists,
         COALESCE(st.schedule, 'CALCULATED') AS old_schedule,
         st.refresh_mode AS old_refresh_mode,
         st.status AS old_status,
@@ -36,7 +38,7 @@
   {%- endcall -%}
   {%- set row = load_result('pgstream_lookup').table.rows[0] -%}
   {%- set state = {} -%}
-  {%- for column in ['relation_kind', 'is_stream_table', 'old_schedule', 'old_refresh_mode',
+  {%- for column in ['relation_kind', 'is_stream_table', 'schema_exists', 'old_schedule', 'old_refresh_mode',
                      'old_status', 'query_changed', 'storage_missing', 'upstream_replaced',
                      'source_column_dropped',
                      'schedule_cleared', 'schedule_changed', 'refresh_mode_changed',
