@@ -128,3 +128,49 @@ class TestPgStreamMissing(SeededProject):
             ["run-operation", "drop_all_stream_tables"], expect_pass=False
         )
         assert "pg_stream is not installed" in logs
+
+
+PROBE_MACRO = """
+{% macro probe(name) %}
+  {% set relation = api.Relation.create(database=target.database, schema=target.schema,
+                                        identifier=name, type='table') %}
+  {% set info = dbt_pgstream.get_stream_table_info(relation) %}
+  {{ log('probe exists=' ~ dbt_pgstream.stream_table_exists(relation), info=True) }}
+  {% if info is not none %}
+    {{ log('probe schedule=' ~ info.schedule ~ ' mode=' ~ info.refresh_mode
+           ~ ' populated=' ~ info.is_populated, info=True) }}
+  {% endif %}
+{% endmacro %}
+"""
+
+
+class TestUtilityMacros(SeededProject):
+    """stream_table_exists, get_stream_table_info and the refresh_after_build hook."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def models(cls):
+        return {
+            "order_totals.sql": order_totals(
+                ", initialize=false, schedule='10m',"
+                ' post_hook="{{ dbt_pgstream.refresh_after_build() }}"'
+            ),
+        }
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def macros(cls):
+        return {"probe.sql": PROBE_MACRO}
+
+    def test_macros(self, project, pg):
+        _, logs = run_dbt_and_capture(["run-operation", "probe", "--args", "{name: order_totals}"])
+        assert "probe exists=False" in logs and "probe schedule" not in logs
+
+        run_dbt(["run"])
+        # created empty (initialize=false), then filled by the post-hook's refresh
+        assert pg.st("order_totals")["is_populated"] is True
+        assert totals_rows(pg) == TOTALS
+
+        _, logs = run_dbt_and_capture(["run-operation", "probe", "--args", "{name: order_totals}"])
+        assert "probe exists=True" in logs
+        assert "probe schedule=10m mode=DIFFERENTIAL populated=True" in logs
