@@ -371,3 +371,29 @@ class TestCreateWithStatus(SeededProject):
         assert totals_rows(pg) == TOTALS
         assert "status => 'SUSPENDED'" in run_sql(project, "order_totals")
         assert message(run_dbt(["run"]), "order_totals") == "unchanged"
+
+
+class TestOverTableModel(SeededProject):
+    """A stream table over a dbt `table` model: every run rebuilds the table under a new oid, so
+    the stream table is replaced each time and never reads the dropped one."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def models(cls):
+        return {
+            "orders_table.sql": "{{ config(materialized='table') }}\n"
+            "SELECT * FROM {{ ref('raw_orders') }}",
+            "order_totals.sql": order_totals().replace("ref('raw_orders')", "ref('orders_table')"),
+        }
+
+    def test_replaced_when_table_rebuilt(self, project, pg):
+        run_dbt(["run"])
+        first = pg.st("order_totals")
+        pg.execute(f'INSERT INTO "{pg.schema}".raw_orders VALUES (9, 5, 1.00)')
+        results = run_dbt(["run"])
+        assert message(results, "order_totals") == "replaced (upstream replaced)"
+        assert pg.st("order_totals")["pgs_relid"] != first["pgs_relid"]
+        assert totals_rows(pg) == {**TOTALS, 5: (1.0, 1)}
+        # only the table model's run replaces it
+        results = run_dbt(["run", "--select", "order_totals"])
+        assert message(results, "order_totals") == "unchanged"
