@@ -155,6 +155,5 @@
       'status': status,
       'name': name,
       'schema': schema,
-      'custom_schema': raw_schema is not none and raw_schema != this.schema,
   }) }}
 {% endmacro %}
