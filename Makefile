@@ -34,7 +34,7 @@ test-newest: $(VENV)/.installed
 
 # The integration project (and the dispatch-based freshness check) on dbt 1.6.
 test-dbt16: $(VENV)/.installed $(VENV_DBT16)/.installed
-	DBT_EXECUTABLE=$(DBT16) $(PYTEST) tests/e2e -m dbt16
+	DBT_EXECUTABLE=$(DBT16) DBT_EXPECTED_VERSION=1.6 $(PYTEST) tests/e2e -m dbt16
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/run.py

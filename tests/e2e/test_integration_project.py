@@ -27,6 +27,9 @@ PROJECT_DIR = PACKAGE_DIR / "integration_tests"
 SCHEMA = "dbt_pgstream_it"
 TOTALS = {1: (40.0, 3), 2: (20.0, 2), 3: (150.0, 2), 4: (3.0, 1)}
 
+# Also run on the oldest supported dbt (1.6) by `make test-dbt16`.
+pytestmark = pytest.mark.dbt16
+
 
 def dbt_executable() -> str:
     return os.environ.get("DBT_EXECUTABLE") or str(Path(sys.executable).with_name("dbt"))
@@ -207,3 +210,14 @@ def test_integration_project_lifecycle(project_dir: Path, fresh_dsn: str) -> Non
         assert pg.count() == 0
         assert not pg.exists("order_totals") and not pg.exists("big_customers")
         assert pg.exists("raw_orders")
+
+
+def test_runs_the_expected_dbt_version() -> None:
+    """`make test-dbt16` must really run dbt 1.6, not silently the newest dbt."""
+    expected = os.environ.get("DBT_EXPECTED_VERSION")
+    if not expected:
+        expected = "1.11"  # the main venv's dbt (pyproject: dbt-core~=1.11.0)
+    result = subprocess.run(
+        [dbt_executable(), "--version"], capture_output=True, text=True, timeout=120
+    )
+    assert f"installed: {expected}." in result.stdout + result.stderr, result.stdout
