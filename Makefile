@@ -21,6 +21,19 @@ $(VENV_DBT16)/.installed:
 	$(VENV_DBT16)/bin/pip install --quiet 'dbt-core~=1.6.0' 'dbt-postgres~=1.6.0'
 	touch $@
 
+# An older PostgreSQL major (Debian's 15) for tests/engine/test_older_postgres.py: the engine must
+# install on 14+. No cluster is created or started by the package; tests start their own.
+OLDER_PG := /usr/lib/postgresql/15/bin/postgres
+$(OLDER_PG):
+	@if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+	  echo "need Debian's postgresql-15 (sudo apt-get install postgresql-15)"; exit 1; fi
+	mkdir -p /etc/postgresql-common
+	grep -qs '^create_main_cluster' /etc/postgresql-common/createcluster.conf || \
+	  echo 'create_main_cluster = false' >> /etc/postgresql-common/createcluster.conf
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	  -o Dpkg::Options::=--force-confold postgresql-15 >/dev/null
+
 demo: $(VENV)/.installed
 	$(PY) demo/run_demo.py
 
@@ -29,7 +42,7 @@ lint: $(VENV)/.installed
 
 test: lint test-newest test-dbt16
 
-test-newest: $(VENV)/.installed
+test-newest: $(VENV)/.installed $(OLDER_PG)
 	$(PYTEST) tests
 
 # The integration project (and the dispatch-based freshness check) on dbt 1.6.

@@ -111,7 +111,11 @@ def free_port() -> int:
 class LocalServer:
     """Start, stop and inspect the PostgreSQL cluster of one data directory."""
 
-    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, data_dir: str | os.PathLike[str], bin_dir: str | os.PathLike[str] | None = None
+    ) -> None:
+        # bin_dir: another PostgreSQL's binaries (tests run the engine on an older major too).
+        self.bin_dir = Path(bin_dir) if bin_dir is not None else POSTGRES_BIN_PATH
         self.data_dir = Path(data_dir).expanduser().absolute()
         self.pgdata = self.data_dir / "pgdata"
         self.log_file = self.data_dir / "server.log"
@@ -124,7 +128,7 @@ class LocalServer:
             kwargs["group"] = _ensure_system_user().pw_gid
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         return subprocess.run(
-            [str(POSTGRES_BIN_PATH / program), *args],
+            [str(self.bin_dir / program), *args],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -165,7 +169,7 @@ class LocalServer:
             raise ServerError(f"data dir {self.data_dir} is not writable: {exc.strerror}") from exc
         if _is_root():
             user = _ensure_system_user()
-            _open_path_to(POSTGRES_BIN_PATH.parent)
+            _open_path_to(self.bin_dir.parent)
             _open_path_to(self.data_dir)
             os.chown(self.data_dir, user.pw_uid, user.pw_gid)
 
