@@ -21,21 +21,41 @@
     {%- set target_relation = api.Relation.create(
         database=this.database, schema=cfg.schema, identifier=cfg.name, type='table') -%}
   {%- endif -%}
-  {%- set grant_config = config.get('grants') -%}
 
   {{ run_hooks(pre_hooks, inside_transaction=False) }}
   -- `BEGIN` happens here:
   {{ run_hooks(pre_hooks, inside_transaction=True) }}
 
-  {#-- the one catalog look-up, then the decision --#}
-  {%- set state = dbt_pgstream._pgstream_lookup(target_relation, cfg, query) -%}
-  {%- set plan = dbt_pgstream._pgstream_plan(target_relation, cfg, query, full_refresh, state) -%}
+  {#-- contract (only when enforced), --empty (never deploys), else the one catalog look-up,
+       then the decision --#}
+  {%- set contract_checked = dbt_pgstream._pgstream_contract_enforced() -%}
+  {%- if contract_checked -%}
+    {%- do dbt_pgstream._pgstream_assert_contract(query) -%}
+  {%- endif -%}
+  {%- if dbt_pgstream._pgstream_is_empty_run() -%}
+    {%- set plan = dbt_pgstream._pgstream_empty_run_check(query, contract_checked) -%}
+  {%- else -%}
+    {%- set state = dbt_pgstream._pgstream_lookup(target_relation, cfg, query) -%}
+    {%- set plan = dbt_pgstream._pgstream_plan(target_relation, cfg, query, full_refresh,
+                                               state) -%}
+  {%- endif -%}
 
   {#-- act --#}
-  {%- if plan.action == 'unchanged' -%}
-    {%- call noop_statement('main', message=plan.message, code='UNCHANGED', rows_affected=-1) -%}
-      -- dbt_pgstream: {{ target_relation }} unchanged: no SQL was executed
+  {%- if plan.action in ['unchanged', 'skipped'] -%}
+    {%- call noop_statement('main', message=plan.message,
+                            code=dbt_pgstream._pgstream_result_code(plan.action),
+                            rows_affected=-1) -%}
+      -- dbt_pgstream: {{ target_relation }} {{ plan.action }}: no SQL was executed
     {%- endcall -%}
+    {%- if plan.post -%}
+      {#- grants / comments that differ on a stream table left in place -#}
+      {%- call statement('pgstream_reconcile') -%}
+        {{ plan.post | join(';\n') }}
+      {%- endcall -%}
+      {{ log('dbt_pgstream: ' ~ model.name ~ ' (' ~ target_relation.schema ~ '.'
+             ~ target_relation.identifier ~ '): reconciled: ' ~ plan.post | join('; '),
+             info=True) }}
+    {%- endif -%}
   {%- else -%}
     {%- call statement('main', fetch_result=True) -%}
       {{ plan.sql }}
@@ -45,7 +65,8 @@
       {%- do plan.update({'action': 'unchanged',
                           'message': 'unchanged (deployed by a concurrent run)'}) -%}
     {%- endif -%}
-    {%- do store_raw_result(name='main', message=plan.message, code=plan.action | upper,
+    {%- do store_raw_result(name='main', message=plan.message,
+                            code=dbt_pgstream._pgstream_result_code(plan.action),
                             rows_affected=-1) -%}
   {%- endif -%}
   {{ log('dbt_pgstream: ' ~ model.name ~ ' (' ~ target_relation.schema ~ '.'
@@ -65,16 +86,15 @@
     {#- a replace drops the old relation (CASCADE): forget it and its dependents in the cache -#}
     {%- do adapter.cache_dropped(target_relation) -%}
   {%- endif -%}
-  {%- set should_revoke = should_revoke(state.relation_kind is not none, full_refresh_mode=True) -%}
-  {%- do apply_grants(target_relation, grant_config, should_revoke=should_revoke) -%}
-  {%- do persist_docs(target_relation, model) -%}
+  {#- grants and persist_docs were applied with the act (or reconciled above) from the look-up:
+      see macros/utils/_grants_docs.sql -#}
 
   {{ run_hooks(post_hooks, inside_transaction=True) }}
   -- `COMMIT` happens here:
   {{ adapter.commit() }}
   {{ run_hooks(post_hooks, inside_transaction=False) }}
 
-  {{ return({'relations': [target_relation]}) }}
+  {{ return({'relations': [] if plan.action == 'skipped' else [target_relation]}) }}
 
 {% endmaterialization %}
 
@@ -85,6 +105,7 @@
   {%- set lit = dbt_pgstream._pgstream_literal -%}
   {%- set plain_relation = state.relation_kind is not none and not state.is_stream_table -%}
   {%- set reasons = [] -%}
+  {%- set config_reasons = [] -%}
   {%- set changes = [] -%}
 
   {%- if plain_relation -%}
@@ -96,7 +117,9 @@
     {%- do reasons.append('was a ' ~ state.relation_kind) -%}
   {%- elif state.is_stream_table -%}
     {%- if full_refresh -%}{%- do reasons.append('full refresh') -%}{%- endif -%}
-    {%- if state.query_changed -%}{%- do reasons.append('query changed') -%}{%- endif -%}
+    {%- if state.query_changed -%}
+      {%- do reasons.append('query changed') -%}{%- do config_reasons.append('query changed') -%}
+    {%- endif -%}
     {%- if state.storage_missing -%}{%- do reasons.append('storage table missing') -%}{%- endif -%}
     {%- if state.upstream_replaced -%}{%- do reasons.append('upstream replaced') -%}{%- endif -%}
     {%- if state.source_column_dropped -%}
@@ -104,17 +127,33 @@
     {%- endif -%}
     {%- if state.schedule_cleared -%}
       {%- do reasons.append('schedule ' ~ state.old_schedule ~ ' -> CALCULATED') -%}
+      {%- do config_reasons.append(reasons[-1]) -%}
     {%- endif -%}
-    {%- if reasons | length == 0 -%}
-      {%- if cfg.schedule is not none and state.schedule_changed -%}
-        {%- do changes.append(['schedule', state.old_schedule, cfg.schedule]) -%}
-      {%- endif -%}
-      {%- if state.refresh_mode_changed -%}
-        {%- do changes.append(['refresh_mode', state.old_refresh_mode, cfg.refresh_mode]) -%}
-      {%- endif -%}
-      {%- if cfg.status is not none and state.status_changed -%}
-        {%- do changes.append(['status', state.old_status, cfg.status]) -%}
-      {%- endif -%}
+    {%- if cfg.schedule is not none and state.schedule_changed -%}
+      {%- do changes.append(['schedule', state.old_schedule, cfg.schedule]) -%}
+    {%- endif -%}
+    {%- if state.refresh_mode_changed -%}
+      {%- do changes.append(['refresh_mode', state.old_refresh_mode, cfg.refresh_mode]) -%}
+    {%- endif -%}
+    {%- if cfg.status is not none and state.status_changed -%}
+      {%- do changes.append(['status', state.old_status, cfg.status]) -%}
+    {%- endif -%}
+    {%- set index_changes = dbt_pgstream._pgstream_index_changes(relation, cfg, state, false) -%}
+    {%- if index_changes.sql -%}
+      {%- do changes.append(['indexes', none, dbt_pgstream._pgstream_describe_index_changes(
+          index_changes)]) -%}
+    {%- endif -%}
+    {#- on_configuration_change governs configuration differences only: what forces a replace
+        (full refresh, storage missing, upstream replaced, source column dropped) always acts -#}
+    {%- if cfg.on_configuration_change != 'apply' and reasons == config_reasons
+          and (config_reasons or changes) -%}
+      {%- set differences = config_reasons
+          + dbt_pgstream._pgstream_describe_changes(changes) -%}
+      {{ return(dbt_pgstream._pgstream_configuration_change_plan(relation, cfg, state,
+                                                                 differences)) }}
+    {%- endif -%}
+    {%- if reasons | length > 0 -%}
+      {%- set changes = [] -%}
     {%- endif -%}
   {%- endif -%}
 
@@ -126,24 +165,26 @@
     {%- set message = 'replaced (' ~ reasons | join(', ') ~ ')' -%}
   {%- elif changes | length > 0 -%}
     {%- set action = 'altered' -%}
-    {%- set described = [] -%}
-    {%- for change in changes -%}
-      {%- do described.append(change[0] ~ ' ' ~ change[1] ~ ' -> ' ~ change[2]) -%}
-    {%- endfor -%}
-    {%- set message = 'altered (' ~ described | join(', ') ~ ')' -%}
+    {%- set message = 'altered ('
+        ~ dbt_pgstream._pgstream_describe_changes(changes) | join(', ') ~ ')' -%}
   {%- else -%}
-    {{ return({'action': 'unchanged', 'message': 'unchanged', 'sql': ''}) }}
+    {{ return({'action': 'unchanged', 'message': 'unchanged', 'sql': '',
+               'post': dbt_pgstream._pgstream_post_sql(relation, cfg, state, false)}) }}
   {%- endif -%}
 
   {%- set statements = [dbt_pgstream._pgstream_lock_sql(relation)] -%}
+  {%- set calls_api = action != 'altered' -%}
   {%- if action == 'altered' -%}
     {%- set alter_args = {} -%}
-    {%- for change in changes -%}
+    {%- for change in changes if change[0] != 'indexes' -%}
       {%- do alter_args.update({change[0]: change[2]}) -%}
     {%- endfor -%}
-    {%- do statements.append(dbt_pgstream.alter_stream_table(relation,
-        schedule=alter_args.get('schedule'), refresh_mode=alter_args.get('refresh_mode'),
-        status=alter_args.get('status'))) -%}
+    {%- if alter_args -%}
+      {%- set calls_api = true -%}
+      {%- do statements.append(dbt_pgstream.alter_stream_table(relation,
+          schedule=alter_args.get('schedule'), refresh_mode=alter_args.get('refresh_mode'),
+          status=alter_args.get('status'))) -%}
+    {%- endif -%}
   {%- else -%}
     {%- if not state.schema_exists -%}
       {#- only a stream_table_schema override can be missing (dbt creates model schemas); models
@@ -169,11 +210,17 @@
     {%- endif -%}
   {%- endif -%}
 
+  {#- indexes, comments, grants: in the same statement (transaction), before the last SELECT -#}
+  {%- set statements = statements
+      + dbt_pgstream._pgstream_post_sql(relation, cfg, state, action != 'altered') -%}
   {#- Last: did THIS transaction write the catalog row? false = a concurrent run that held the
-      lock first already deployed this definition, and every guarded step above was a no-op. -#}
+      lock first already deployed this definition, and every guarded step above was a no-op.
+      (An alter of indexes only calls no API function: nothing to ask.) -#}
+  {%- if calls_api -%}
   {%- do statements.append('SELECT (st.xmin = pg_catalog.pg_current_xact_id()::xid) AS acted\n'
       ~ 'FROM pgstream.pgs_stream_tables AS st\nWHERE '
       ~ dbt_pgstream._pgstream_catalog_match(relation)) -%}
+  {%- endif -%}
 
   {{ return({'action': action, 'message': message,
              'sql': '-- dbt_pgstream: ' ~ message ~ '\n' ~ statements | join(';\n') ~ ';\n'}) }}

@@ -104,6 +104,14 @@
         "expected 'ACTIVE' or 'SUSPENDED' (any case), or none to leave the status as it is") -%}
   {%- endif -%}
 
+  {#- dbt's own key (as for materialized views); dbt may hand it over as a string enum -#}
+  {%- set raw_occ = config.get('on_configuration_change', none) -%}
+  {%- set on_configuration_change = 'apply' if raw_occ is none else raw_occ ~ '' -%}
+  {%- if on_configuration_change not in ['apply', 'continue', 'fail'] -%}
+    {%- do dbt_pgstream._pgstream_config_error('on_configuration_change', raw_occ,
+        "expected 'apply' (default), 'continue' or 'fail'") -%}
+  {%- endif -%}
+
   {%- set raw_name = config.get('stream_table_name', none) -%}
   {%- if raw_name is none -%}
     {%- set name = this.identifier -%}
@@ -155,5 +163,7 @@
       'status': status,
       'name': name,
       'schema': schema,
+      'on_configuration_change': on_configuration_change,
+      'indexes': dbt_pgstream._pgstream_indexes_config(name),
   }) }}
 {% endmacro %}

@@ -28,7 +28,10 @@
         COALESCE(st.schedule IS DISTINCT FROM {{ lit(cfg.schedule) }}, false) AS schedule_changed,
         COALESCE(st.refresh_mode IS DISTINCT FROM {{ lit(cfg.refresh_mode) }}, false)
             AS refresh_mode_changed,
-        COALESCE(st.status IS DISTINCT FROM {{ lit(cfg.status) }}, false) AS status_changed
+        COALESCE(st.status IS DISTINCT FROM {{ lit(cfg.status) }}, false) AS status_changed,
+        {{ dbt_pgstream._pgstream_sql_managed_indexes() }} AS managed_indexes,
+        {{ dbt_pgstream._pgstream_sql_current_grants() }} AS current_grants,
+        {{ dbt_pgstream._pgstream_sql_current_comments() }} AS current_comments
     FROM (VALUES (1)) AS one (x)
     LEFT JOIN (pg_catalog.pg_class AS rel
                JOIN pg_catalog.pg_namespace AS ns ON ns.oid = rel.relnamespace)
@@ -49,6 +52,12 @@
     {%- else -%}
       {%- do state.update({column: value | string}) -%}
     {%- endif -%}
+  {%- endfor -%}
+  {#- JSON text columns (indexes, grants, comments: see _indexes.sql, _grants_docs.sql) -#}
+  {%- for column, empty in [('managed_indexes', []), ('current_grants', {}),
+                            ('current_comments', {})] -%}
+    {%- set value = row[column] -%}
+    {%- do state.update({column: fromjson(value | string) if value is not none else empty}) -%}
   {%- endfor -%}
   {{ return(state) }}
 {% endmacro %}

@@ -1,0 +1,136 @@
+{#- Private: grants and persisted docs of a stream table, reconciled from the ONE look-up (no
+    `show grants` query, no column query): statements are sent only for what differs. -#}
+
+{#- Look-up column (only when `grants` is configured, else NULL): the table's current grants made
+    by the current role to other roles, as dbt's postgres__get_show_grant_sql lists them, as a
+    JSON object {privilege (lower case): [grantee, ...]}. -#}
+{% macro _pgstream_sql_current_grants(alias='rel') -%}
+  {%- if config.get('grants') -%}
+  (SELECT pg_catalog.json_object_agg(g.privilege, g.grantees)::text
+   FROM (SELECT pg_catalog.lower(a.privilege_type) AS privilege,
+                pg_catalog.json_agg(CASE WHEN a.grantee = 0 THEN 'public'
+                                         ELSE pg_catalog.pg_get_userbyid(a.grantee)::text END)
+                    AS grantees
+         FROM pg_catalog.aclexplode({{ alias }}.relacl) AS a
+         WHERE a.grantor = (SELECT r.oid FROM pg_catalog.pg_roles AS r
+                            WHERE r.rolname = current_role)
+           AND a.grantee IS DISTINCT FROM (SELECT r.oid FROM pg_catalog.pg_roles AS r
+                                           WHERE r.rolname = current_role)
+         GROUP BY 1) AS g)
+  {%- else -%}
+  NULL::text
+  {%- endif -%}
+{%- endmacro %}
+
+
+{#- GRANT / REVOKE statements making the grants equal to the `grants` config (dbt's semantics:
+    nothing happens without a `grants` config; a (re)created table starts with none). -#}
+{% macro _pgstream_grants_sql(relation, state, rebuilt) %}
+  {%- set grant_config = config.get('grants') or {} -%}
+  {%- set statements = [] -%}
+  {%- if not grant_config -%}{{ return(statements) }}{%- endif -%}
+  {%- set target = dbt_pgstream._pgstream_ident(relation.schema) ~ '.'
+      ~ dbt_pgstream._pgstream_ident(relation.identifier) -%}
+  {%- set current = {} if rebuilt else (state.current_grants or {}) -%}
+  {%- set wanted = {} -%}
+  {%- for privilege, grantees in grant_config.items() -%}
+    {%- set grantees = [grantees] if grantees is string else grantees -%}
+    {%- do wanted.update({privilege | lower: grantees | map('lower') | list}) -%}
+  {%- endfor -%}
+  {%- for privilege, grantees in current.items() -%}
+    {%- set extra = [] -%}
+    {%- for grantee in grantees if grantee | lower not in wanted.get(privilege, []) -%}
+      {%- do extra.append(grantee) -%}
+    {%- endfor -%}
+    {%- if extra -%}
+      {%- set names = [] -%}
+      {%- for grantee in extra -%}
+        {%- do names.append('PUBLIC' if grantee == 'public'
+                            else dbt_pgstream._pgstream_ident(grantee)) -%}
+      {%- endfor -%}
+      {%- do statements.append('REVOKE ' ~ privilege ~ ' ON ' ~ target ~ ' FROM '
+          ~ names | join(', ')) -%}
+    {%- endif -%}
+  {%- endfor -%}
+  {%- for privilege, grantees in wanted.items() -%}
+    {%- set have = current.get(privilege, []) | map('lower') | list -%}
+    {%- set missing = [] -%}
+    {%- for grantee in grantees if grantee not in have -%}
+      {%- do missing.append(grantee) -%}
+    {%- endfor -%}
+    {%- if missing -%}
+      {#- grantees as dbt renders them (unquoted: PostgreSQL folds them to lower case) -#}
+      {%- do statements.append('GRANT ' ~ privilege ~ ' ON ' ~ target ~ ' TO '
+          ~ missing | join(', ')) -%}
+    {%- endif -%}
+  {%- endfor -%}
+  {{ return(statements) }}
+{% endmacro %}
+
+
+{#- Look-up column (only when persist_docs is on, else NULL): the table's comment and its
+    columns' comments, as JSON {"relation": text, "columns": {name: text}}. -#}
+{% macro _pgstream_sql_current_comments(alias='rel') -%}
+  {%- if config.persist_relation_docs() or config.persist_column_docs() -%}
+  (SELECT pg_catalog.json_build_object(
+       'relation', pg_catalog.obj_description({{ alias }}.oid, 'pg_class'),
+       'columns', (SELECT pg_catalog.json_object_agg(att.attname,
+                              pg_catalog.col_description({{ alias }}.oid, att.attnum))
+                   FROM pg_catalog.pg_attribute AS att
+                   WHERE att.attrelid = {{ alias }}.oid AND att.attnum > 0
+                     AND NOT att.attisdropped))::text)
+  {%- else -%}
+  NULL::text
+  {%- endif -%}
+{%- endmacro %}
+
+
+{#- The comment __pgs_row_id gets when persist_docs is on and the YAML does not describe it. -#}
+{% macro _pgstream_row_id_comment() -%}
+  pg_stream's internal row id (__pgs_row_id): the engine's row identity for differential refresh. Ignore it.
+{%- endmacro %}
+
+
+{#- COMMENT statements for persist_docs (relation: the model's description; columns: the YAML
+    columns' descriptions, and __pgs_row_id's own comment). A (re)created table gets them all (in
+    one DO block that skips columns the table does not have); a table left in place gets only the
+    ones that differ from the look-up. Comments are never removed (as dbt). -#}
+{% macro _pgstream_docs_sql(relation, state, rebuilt) %}
+  {%- set statements = [] -%}
+  {%- set on_relation = config.persist_relation_docs() -%}
+  {%- set on_columns = config.persist_column_docs() -%}
+  {%- if not (on_relation or on_columns) -%}{{ return(statements) }}{%- endif -%}
+  {%- set lit = dbt_pgstream._pgstream_literal -%}
+  {%- set ident = dbt_pgstream._pgstream_ident -%}
+  {%- set target = ident(relation.schema) ~ '.' ~ ident(relation.identifier) -%}
+  {%- set current = {} if rebuilt else (state.current_comments or {}) -%}
+  {%- set current_columns = current.get('columns') or {} -%}
+  {%- if on_relation and model.description
+        and current.get('relation') != model.description -%}
+    {%- do statements.append('COMMENT ON TABLE ' ~ target ~ ' IS ' ~ lit(model.description)) -%}
+  {%- endif -%}
+  {%- set wanted = {} -%}
+  {%- if on_columns -%}
+    {%- for name, column in (model.columns or {}).items() if column.description -%}
+      {%- do wanted.update({name: column.description}) -%}
+    {%- endfor -%}
+  {%- endif -%}
+  {%- if '__pgs_row_id' not in wanted -%}
+    {%- do wanted.update({'__pgs_row_id': dbt_pgstream._pgstream_row_id_comment()}) -%}
+  {%- endif -%}
+  {%- set guarded = [] -%}
+  {%- for name, text in wanted.items() -%}
+    {%- set sql = 'COMMENT ON COLUMN ' ~ target ~ '.' ~ ident(name) ~ ' IS ' ~ lit(text) -%}
+    {%- if rebuilt -%}
+      {%- do guarded.append('IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = '
+          ~ lit(target) ~ '::regclass AND attname = ' ~ lit(name)
+          ~ ' AND NOT attisdropped) THEN ' ~ sql ~ '; END IF;') -%}
+    {%- elif name in current_columns and current_columns[name] != text -%}
+      {%- do statements.append(sql) -%}
+    {%- endif -%}
+  {%- endfor -%}
+  {%- if guarded -%}
+    {%- do statements.append('DO ' ~ lit('BEGIN ' ~ guarded | join(' ') ~ ' END')) -%}
+  {%- endif -%}
+  {{ return(statements) }}
+{% endmacro %}
