@@ -125,7 +125,7 @@ def _freshness(combos: list[ComboResult]) -> str:
                 combo.differential_matches_table]
             notes.append(f"- N={combo.models}, R={combo.rows:,}: {combo.changed_rows:,} source "
                          f"rows updated per round; stream tables equal the tables after the "
-                         f"DIFFERENTIAL refresh (first 3 models): {match}")
+                         f"DIFFERENTIAL refresh (models 3–5): {match}")
     return _table(header, rows) + "\n\n" + "\n".join(notes)
 
 
