@@ -60,7 +60,16 @@ def tick(conn: psycopg.Connection) -> list[RefreshOutcome]:
         return []
     outcomes: list[RefreshOutcome] = []
     for pgs_id, name in due_stream_tables(conn):
-        row = conn.execute("SELECT pgstream_lite.scheduled_refresh(%s)", (pgs_id,)).fetchone()
+        try:
+            row = conn.execute(
+                "SELECT pgstream_lite.scheduled_refresh(%s)", (pgs_id,)
+            ).fetchone()
+        except psycopg.OperationalError:
+            raise  # the connection is gone: the caller reconnects
+        except psycopg.Error as exc:
+            # scheduled_refresh records failures itself; whatever still escapes it (a race with a
+            # concurrent drop, say) must not stop the other tables' refreshes.
+            row = (f"FAILED: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}",)
         result = str(row[0]) if row and row[0] is not None else "FAILED"
         if result.startswith("COMPLETED:"):
             outcome = RefreshOutcome(name, "COMPLETED", action=result.split(":", 1)[1])

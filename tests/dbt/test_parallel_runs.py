@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 from pgs_util import TOTALS, SeededProject, totals_rows
@@ -83,6 +84,14 @@ class TestRunsRacingTheScheduler(SeededProject):
         try:
             pg.execute(f'INSERT INTO "{pg.schema}".raw_orders VALUES (9, 5, 1.00)')
             run_parallel(project, 2, {"sched": "2s", "extra": ", 1 AS x"})  # replace
+            # The replace dropped the old tables' history: the scheduler must go on refreshing
+            # the new tables (2s schedule) after racing the runs.
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and not pg.value(
+                "SELECT count(*) FROM pgstream.pgs_refresh_history"
+                " WHERE initiated_by = 'SCHEDULER' AND status = 'COMPLETED'"
+            ):
+                time.sleep(0.2)
         finally:
             stop.set()
             thread.join(timeout=30)

@@ -231,3 +231,31 @@ def test_scheduler_survives_server_restart():
             thread.join(timeout=15)
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_scheduled_refresh_of_a_table_dropped_meanwhile_does_not_fail(conn, fresh_dsn):
+    """dbt replacing a stream table races the scheduler: the scheduler's refresh must neither
+    raise nor stop (it used to fail recording history for the vanished table)."""
+    conn.execute("CREATE TABLE src (id int PRIMARY KEY, v int)")
+    conn.execute("INSERT INTO src VALUES (1, 1)")
+    conn.execute("SELECT pgstream.create_stream_table('gone', 'SELECT id, v FROM src', '1m')")
+    pgs_id = q1(conn, "SELECT pgs_id FROM pgstream.pgs_stream_tables WHERE pgs_name = 'gone'")
+    result: list[object] = []
+    with psycopg.connect(fresh_dsn) as dropper:  # a transaction, like dbt's replace statement
+        dropper.execute("SELECT pgstream.drop_stream_table('gone')")
+
+        def refresh() -> None:
+            with psycopg.connect(fresh_dsn, autocommit=True) as sched:
+                try:
+                    result.append(q1(sched, "SELECT pgstream_lite.scheduled_refresh(%s)", pgs_id))
+                except psycopg.Error as exc:  # pragma: no cover - the failure being tested
+                    result.append(exc)
+
+        thread = threading.Thread(target=refresh)
+        thread.start()
+        time.sleep(0.5)  # the refresh now waits on the dropping transaction
+        dropper.commit()
+        thread.join(timeout=30)
+    assert len(result) == 1 and isinstance(result[0], str), result
+    assert q1(conn, "SELECT count(*) FROM pgstream.pgs_refresh_history WHERE pgs_id = %s",
+              pgs_id) == 0

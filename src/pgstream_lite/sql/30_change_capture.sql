@@ -253,9 +253,18 @@ DECLARE
     v_buf text;
 BEGIN
     -- Serialise capture set-up/tear-down per source: two transactions creating stream tables over
-    -- one source at once would both create its buffer. Held to the end of the transaction; the
-    -- check below then sees what the other one committed.
-    PERFORM pg_advisory_xact_lock(pgstream_lite.capture_lock_key(p_relid));
+    -- one source at once would both create its buffer. Joining a capture that exists only needs
+    -- it not to be torn down meanwhile: a shared lock, so creates over one source run in
+    -- parallel. Setting it up takes the exclusive lock; the check under it then sees what another
+    -- transaction committed. Both are held to the end of the transaction.
+    IF EXISTS (SELECT 1 FROM pgstream_lite.capture c WHERE c.source_relid = p_relid) THEN
+        PERFORM pg_advisory_xact_lock_shared(pgstream_lite.capture_lock_key(p_relid));
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pgstream_lite.capture c WHERE c.source_relid = p_relid) THEN
+        -- (torn down between the check and the shared lock: rare; the exclusive lock below may
+        -- then meet another such waiter, and PostgreSQL's deadlock detection fails one of them)
+        PERFORM pg_advisory_xact_lock(pgstream_lite.capture_lock_key(p_relid));
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM pgstream_lite.capture c WHERE c.source_relid = p_relid) THEN
         v_schema := pgstream_lite.buffer_schema();
         v_buf := format('%I.%I', v_schema, v_buffer);
@@ -299,12 +308,19 @@ $body$ $f$, v_fn, v_buf, v_buf, v_buf, v_buf);
         INSERT INTO pgstream_lite.capture (source_relid, kind, buffer_schema, buffer_name, trigger_function)
         VALUES (p_relid, p_kind, v_schema, v_buffer, v_fn);
     END IF;
+END;
+$fn$;
+
+-- Record in pgs_change_tracking that stream table p_pgs_id reads p_relid. The row of a shared
+-- source stays locked until commit, so create_stream_table calls this last: creates over one
+-- source then overlap for everything but this step.
+CREATE OR REPLACE FUNCTION pgstream_lite.track_capture(p_relid oid, p_pgs_id bigint)
+RETURNS void LANGUAGE sql AS $fn$
     INSERT INTO pgstream.pgs_change_tracking AS t (source_relid, tracked_by_pgs_ids)
     VALUES (p_relid, ARRAY[p_pgs_id])
     ON CONFLICT (source_relid) DO UPDATE
         SET tracked_by_pgs_ids = array_append(t.tracked_by_pgs_ids, p_pgs_id)
       WHERE NOT (p_pgs_id = ANY (coalesce(t.tracked_by_pgs_ids, '{}')));
-END;
 $fn$;
 
 -- Stream table p_pgs_id no longer reads p_relid: drop capture objects nobody else needs.

@@ -235,9 +235,11 @@ BEGIN
     EXCEPTION WHEN others THEN
         GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
     END;
-    SELECT * INTO st FROM pgstream.pgs_stream_tables s WHERE s.pgs_id = p_pgs_id;
+    -- The stream table may be dropped meanwhile (e.g. replaced by dbt, whose refresh lock made
+    -- this one skip): lock its row against that while recording, and record nothing if gone.
+    SELECT * INTO st FROM pgstream.pgs_stream_tables s WHERE s.pgs_id = p_pgs_id FOR KEY SHARE;
     IF NOT FOUND THEN
-        RETURN 'FAILED';
+        RETURN 'SKIPPED';
     END IF;
     IF v_msg LIKE 'refresh skipped:%' THEN
         INSERT INTO pgstream.pgs_refresh_history

@@ -130,6 +130,9 @@ BEGIN
     IF p_init THEN
         PERFORM pgstream_lite.refresh_st(v_id, 'INITIAL');
     END IF;
+    PERFORM pgstream_lite.track_capture(c.source_relid, v_id)
+       FROM pgstream_lite.capture c
+       JOIN pgstream.pgs_dependencies d ON d.source_relid = c.source_relid AND d.pgs_id = v_id;
 END;
 $$;
 
