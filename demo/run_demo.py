@@ -103,6 +103,7 @@ def main() -> int:
             dbt("run-operation", "refresh", "--args", "{model_name: big_customers}", env=env)
             show(conn, "order_totals after the refresh", TOTALS)
             show(conn, "refresh history of order_totals (newest first)", HISTORY)
+            dbt("run-operation", "stream_table_status", env=env)
 
             banner("dbt run again: nothing changed, so nothing is touched")
             dbt("run", env=env)
