@@ -76,18 +76,7 @@
          {{ lit(relation.identifier) }}){{ ',' if not loop.last }}
         {%- endfor %}
     ),
-    edges AS (
-        SELECT dep.pgs_id AS child, up.pgs_id AS parent
-        FROM pgstream.pgs_dependencies AS dep
-        JOIN pgstream.pgs_stream_tables AS up ON up.pgs_relid = dep.source_relid
-    ),
-    depth (pgs_id, level) AS (
-        SELECT pgs_id, 0 FROM pgstream.pgs_stream_tables
-        UNION
-        SELECT edges.child, depth.level + 1
-        FROM depth JOIN edges ON edges.parent = depth.pgs_id
-        WHERE depth.level < 1000
-    ),
+    {{ dbt_pgstream._pgstream_depth_ctes() }},
     rows AS (
         SELECT wanted.ordinal, wanted.model,
                wanted.schema_name || '.' || wanted.table_name AS relation,

@@ -206,3 +206,22 @@ END
      OR {{ dbt_pgstream._pgstream_sql_schedule_cleared(schedule, alias) }})
   {%- endif -%}
 {%- endmacro %}
+
+
+{#- CTEs `edges` (stream table -> stream table it reads) and `depth` (pgs_id, level: the length
+    of a chain of stream tables it reads from; max(level) orders upstream first / downstream
+    first). To be used inside a WITH RECURSIVE. -#}
+{% macro _pgstream_depth_ctes() -%}
+edges AS (
+    SELECT dep.pgs_id AS child, up.pgs_id AS parent
+    FROM pgstream.pgs_dependencies AS dep
+    JOIN pgstream.pgs_stream_tables AS up ON up.pgs_relid = dep.source_relid
+),
+depth (pgs_id, level) AS (
+    SELECT pgs_id, 0 FROM pgstream.pgs_stream_tables
+    UNION
+    SELECT edges.child, depth.level + 1
+    FROM depth JOIN edges ON edges.parent = depth.pgs_id
+    WHERE depth.level < 1000
+)
+{%- endmacro %}
