@@ -194,3 +194,47 @@ models:
             assert "stream_table model 'order_totals'" in text
             assert f"refresh_on_run={value}" in text
             assert "expected a boolean" in text
+
+
+class TestGenericTestsFollowNameOverrides(SeededProject):
+    """A model deployed under stream_table_name / stream_table_schema is tested where it lives,
+    not at dbt's relation of the model (which does not exist)."""
+
+    @pytest.fixture(scope="class")
+    def models(self):
+        return {
+            "order_totals.sql": order_totals(
+                ", schedule='1h', stream_table_name='totals_live'"
+                ", stream_table_schema=target.schema ~ '_live'"
+            ),
+            "schema.yml": """
+version: 2
+models:
+  - name: order_totals
+    data_tests:
+      - dbt_pgstream.stream_table_healthy
+      - dbt_pgstream.stream_table_matches_query
+      - dbt_pgstream.stream_table_is_fresh
+""",
+        }
+
+    def test_checks_the_overridden_relation(self, project, pg):
+        run_dbt(["run", "--threads", "1"])
+        assert pg.value(
+            "SELECT count(*) FROM pgstream.pgs_stream_tables"
+            " WHERE pgs_schema = %s AND pgs_name = 'totals_live'",
+            (f"{pg.schema}_live",),
+        ) == 1
+        results = run_dbt(["test"])
+        assert {(r.node.test_metadata.name, str(r.status)) for r in results} == {
+            ("stream_table_healthy", "pass"),
+            ("stream_table_matches_query", "pass"),
+            ("stream_table_is_fresh", "pass"),
+        }
+        pg.execute(
+            "SELECT pgstream.alter_stream_table(%s, status => 'SUSPENDED')",
+            (f"{pg.schema}_live.totals_live",),
+        )
+        results = run_dbt(["test", "--select", "test_name:stream_table_healthy"],
+                          expect_pass=False)
+        assert [(str(r.status), r.failures) for r in results] == [("fail", 1)]

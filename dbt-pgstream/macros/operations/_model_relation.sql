@@ -45,3 +45,19 @@
   {%- endif -%}
   {{ return(found[0]) }}
 {% endmacro %}
+
+
+{#- Private: the relation a generic test on `model` must check. dbt passes the model's own
+    relation; a stream_table model with stream_table_name / stream_table_schema overrides deploys
+    elsewhere, so its stream table is looked up from the node. Sources pass through. -#}
+{% macro _pgstream_tested_relation(model) %}
+  {%- if execute -%}
+    {%- for node in dbt_pgstream._pgstream_stream_table_nodes() -%}
+      {%- if node.schema == model.schema and node.alias == model.identifier
+            and (node.config.get('stream_table_name') or node.config.get('stream_table_schema')) -%}
+        {{ return(dbt_pgstream._pgstream_node_relation(node)) }}
+      {%- endif -%}
+    {%- endfor -%}
+  {%- endif -%}
+  {{ return(model) }}
+{% endmacro %}

@@ -6,6 +6,7 @@
             data_tests: [dbt_pgstream.stream_table_healthy]      # `tests:` on dbt < 1.8
 -#}
 {% test stream_table_healthy(model) %}
+{%- set model = dbt_pgstream._pgstream_tested_relation(model) -%}
 WITH st AS (
     SELECT st.* FROM pgstream.pgs_stream_tables AS st
     WHERE {{ dbt_pgstream._pgstream_catalog_match(model) }}

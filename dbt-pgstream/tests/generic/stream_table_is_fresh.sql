@@ -11,6 +11,7 @@
               - dbt_pgstream.stream_table_is_fresh: {max_staleness: '10m'}
 -#}
 {% test stream_table_is_fresh(model, max_staleness=none) %}
+{%- set model = dbt_pgstream._pgstream_tested_relation(model) -%}
   {%- set lit = dbt_pgstream._pgstream_literal -%}
   {#- checked when the test runs (at parse time `model` is not the tested relation yet) -#}
   {%- if execute and max_staleness is not none -%}

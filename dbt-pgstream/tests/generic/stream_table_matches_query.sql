@@ -11,6 +11,7 @@
             data_tests: [dbt_pgstream.stream_table_matches_query]
 -#}
 {% test stream_table_matches_query(model) %}
+{%- set model = dbt_pgstream._pgstream_tested_relation(model) -%}
   {%- set lit = dbt_pgstream._pgstream_literal -%}
   {%- set definition = none -%}
   {%- if execute -%}
