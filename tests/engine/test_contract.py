@@ -1,4 +1,4 @@
-"""The installed objects match the contract (/work/shared/pgstream-api.md) exactly."""
+"""The installed objects match the contract (shared/pgstream-api.md, beside the repository) exactly."""
 
 from __future__ import annotations
 
