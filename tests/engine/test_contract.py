@@ -1,4 +1,4 @@
-"""The installed objects match the contract (shared/pgstream-api.md, beside the repository) exactly."""
+"""The installed objects match the contract (shared/pgstream-api.md) exactly."""
 
 from __future__ import annotations
 
