@@ -50,32 +50,19 @@ BEGIN
             RAISE EXCEPTION 'query parse error: the defining query must be a single SELECT statement';
         END IF;
         last_is_semi := false;
-        IF ch = '''' THEN
-            esc := i > 1 AND c[i - 1] IN ('E', 'e') AND (i = 2 OR c[i - 2] !~ '^[A-Za-z0-9_$]$');
+        IF ch IN ('''', '"') THEN
+            -- a string literal or a quoted identifier: the same quote doubled is part of it;
+            -- a backslash escapes the next character only in an E'' string
+            esc := ch = '''' AND i > 1 AND c[i - 1] IN ('E', 'e')
+                   AND (i = 2 OR c[i - 2] !~ '^[A-Za-z0-9_$]$');
             i := i + 1;
             WHILE i <= n LOOP
                 IF esc AND c[i] = '\' THEN
                     i := i + 2;
                     CONTINUE;
                 END IF;
-                IF c[i] = '''' THEN
-                    IF i < n AND c[i + 1] = '''' THEN
-                        i := i + 2;
-                        CONTINUE;
-                    END IF;
-                    EXIT;
-                END IF;
-                i := i + 1;
-            END LOOP;
-            last_sig := least(i, n);
-            i := i + 1;
-            CONTINUE;
-        END IF;
-        IF ch = '"' THEN
-            i := i + 1;
-            WHILE i <= n LOOP
-                IF c[i] = '"' THEN
-                    IF i < n AND c[i + 1] = '"' THEN
+                IF c[i] = ch THEN
+                    IF i < n AND c[i + 1] = ch THEN
                         i := i + 2;
                         CONTINUE;
                     END IF;
