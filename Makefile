@@ -6,7 +6,24 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 DBT16 := $(abspath $(VENV_DBT16))/bin/dbt
 
-.PHONY: demo test test-newest test-dbt16 lint bench clean
+# The engines `make test` runs on: pgstream-lite (SQL, needs only python3) and the real Rust
+# extensions pg_stream and pg_trickle (need a Rust toolchain; built once, then cached in
+# ~/.cache/dbt-pgstream). `make test ENGINES=pgstream-lite` skips the real ones.
+ALL_ENGINES := pgstream-lite pg_stream pg_trickle
+ENGINES ?= $(ALL_ENGINES)
+ENGINE ?= pgstream-lite
+ifneq ($(filter-out $(ALL_ENGINES),$(ENGINES) $(ENGINE)),)
+$(error unknown engine in ENGINES/ENGINE: $(filter-out $(ALL_ENGINES),$(ENGINES) $(ENGINE)); one of $(ALL_ENGINES))
+endif
+REAL_ENGINES := $(filter pg_stream pg_trickle,$(ENGINES))
+WITH_LITE := $(filter pgstream-lite,$(ENGINES))
+# What a real engine is tested with (tests/engine is pgstream-lite's own suite).
+REAL_ENGINE_TESTS := tests/dbt tests/e2e/test_integration_project.py
+RESULTS := .tmp/test-results
+TIERS := $(PY) tests/tiers.py --results $(RESULTS)
+EXPECTED_TIERS := lint $(if $(WITH_LITE),pgstream-lite pgstream-lite-dbt16) $(REAL_ENGINES)
+
+.PHONY: demo test test-newest test-dbt16 test-engine engines lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,12 +52,37 @@ $(OLDER_PG):
 	  -o Dpkg::Options::=--force-confold postgresql-15 >/dev/null
 
 demo: $(VENV)/.installed
-	$(PY) demo/run_demo.py
+	$(PY) demo/run_demo.py --engine $(ENGINE)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests benchmarks demo
 
-test: lint test-newest test-dbt16
+# Every tier runs even when one fails; each records its result in $(RESULTS) (junit XML per
+# tier), and the summary at the end fails the make when a tier failed, could not run (e.g. no
+# Rust toolchain for a real engine) or collected no test.
+test: $(VENV)/.installed $(if $(WITH_LITE),$(OLDER_PG) $(VENV_DBT16)/.installed)
+	@rm -rf $(RESULTS) && mkdir -p $(RESULTS)
+	-@$(TIERS) run lint -- $(VENV)/bin/ruff check src tests benchmarks demo
+ifneq ($(WITH_LITE),)
+	-@$(TIERS) run pgstream-lite --engine pgstream-lite -- $(PYTEST) tests
+	-@$(TIERS) run pgstream-lite-dbt16 --engine pgstream-lite \
+	  --env DBT_EXECUTABLE=$(DBT16) --env DBT_EXPECTED_VERSION=1.6 -- $(PYTEST) tests/e2e -m dbt16
+endif
+	-@for engine in $(REAL_ENGINES); do \
+	  $(TIERS) run $$engine --engine $$engine -- $(PYTEST) $(REAL_ENGINE_TESTS); done
+	@$(TIERS) summary --expect $(EXPECTED_TIERS)
+
+# One real engine's tier alone: make test-engine ENGINE=pg_trickle
+test-engine: $(VENV)/.installed
+	@rm -rf $(RESULTS)/$(ENGINE).*
+	-@$(TIERS) run $(ENGINE) --engine $(ENGINE) -- $(PYTEST) \
+	  $(if $(filter pgstream-lite,$(ENGINE)),tests,$(REAL_ENGINE_TESTS))
+	@$(TIERS) summary --expect $(ENGINE)
+
+# Build (or find cached) both real engines; prints each one's PostgreSQL prefix.
+engines: $(VENV)/.installed
+	$(VENV)/bin/pgstream-lite build-engine pg_stream
+	$(VENV)/bin/pgstream-lite build-engine pg_trickle
 
 test-newest: $(VENV)/.installed $(OLDER_PG)
 	$(PYTEST) tests

@@ -3,6 +3,9 @@
 seed -> run (create) -> test -> insert new orders -> refresh -> totals change -> run (unchanged)
 -> run --full-refresh (replace) -> drop all. Every step prints what dbt printed and what the
 pgstream catalog says afterwards.
+
+--engine (or $PGSTREAM_ENGINE) runs it on a real extension instead of pgstream-lite
+(`make demo ENGINE=pg_trickle`): built and cached on first use, in a data dir of its own.
 """
 
 from __future__ import annotations
@@ -15,12 +18,11 @@ from pathlib import Path
 
 import psycopg
 
-from pgstream_lite.installer import install
+from pgstream_lite.engines import DEFAULT_ENGINE, ENGINES, api_schema, install_engine
 from pgstream_lite.server import LocalServer
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = ROOT / "dbt-pgstream" / "integration_tests"
-DATA_DIR = ROOT / ".pgdata" / "demo"
 SCHEMA = "demo"
 DBT = str(Path(sys.executable).with_name("dbt"))
 
@@ -50,29 +52,43 @@ def show(conn: psycopg.Connection, title: str, query: str) -> None:
     print(f"  ({len(rows)} rows)", flush=True)
 
 
+def data_dir(engine: str) -> Path:
+    return ROOT / ".pgdata" / ("demo" if engine == DEFAULT_ENGINE else f"demo-{engine}")
+
+
+# {api}: the engine's API schema (pgstream, pgtrickle); {p}: its catalog prefix (pgs, pgt).
 CATALOG = f"""
-    SELECT pgs_schema || '.' || pgs_name AS stream_table, status, refresh_mode,
+    SELECT {{p}}_schema || '.' || {{p}}_name AS stream_table, status, refresh_mode,
            coalesce(schedule, 'CALCULATED') AS schedule, is_populated,
            to_char(last_refresh_at, 'HH24:MI:SS') AS last_refresh
-    FROM pgstream.pgs_stream_tables WHERE pgs_schema = '{SCHEMA}' ORDER BY pgs_name"""
+    FROM {{api}}.{{p}}_stream_tables WHERE {{p}}_schema = '{SCHEMA}' ORDER BY {{p}}_name"""
 TOTALS = f"SELECT customer_id, total_amount, order_count FROM {SCHEMA}.order_totals ORDER BY 1"
 HISTORY = f"""
     SELECT h.action, h.status, h.rows_inserted, h.rows_deleted,
            round(h.duration_ms::numeric, 1) AS ms
-    FROM pgstream.get_refresh_history('{SCHEMA}.order_totals', 3) AS h"""
+    FROM {{api}}.get_refresh_history('{SCHEMA}.order_totals', 3) AS h"""
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--keep", action="store_true", help="leave the server running")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=os.environ.get("PGSTREAM_ENGINE") or DEFAULT_ENGINE,
+        help="what provides the pg_stream API (default: $PGSTREAM_ENGINE or pgstream-lite)",
+    )
     args = parser.parse_args()
+    api = api_schema(args.engine)
+    names = {"api": api, "p": "pgt" if api == "pgtrickle" else "pgs"}
+    catalog, history = CATALOG.format(**names), HISTORY.format(**names)
 
-    banner("Start the local PostgreSQL 18 and install pgstream-lite")
-    server = LocalServer(DATA_DIR)
+    banner(f"Start the local PostgreSQL 18 and install {args.engine}")
+    server = LocalServer(data_dir(args.engine), engine=args.engine)
     dsn = server.start()
-    install(dsn)
+    install_engine(args.engine, dsn)
     port = str(server.status().port)
-    print(f"server: {dsn}  (data dir {DATA_DIR.relative_to(ROOT)})")
+    print(f"server: {dsn}  (data dir {data_dir(args.engine).relative_to(ROOT)})")
     env = {**os.environ, "PGSTREAM_PORT": port, "PGSTREAM_SCHEMA": SCHEMA,
            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_USE_COLORS": "false"}
 
@@ -85,7 +101,7 @@ def main() -> int:
 
             banner("dbt run: creates the stream tables")
             dbt("run", env=env)
-            show(conn, "pgstream catalog", CATALOG)
+            show(conn, f"{api} catalog", catalog)
             show(conn, "order_totals", TOTALS)
 
             banner("dbt test: data tests on the stream tables")
@@ -102,7 +118,7 @@ def main() -> int:
             dbt("run-operation", "refresh", "--args", "{model_name: order_totals}", env=env)
             dbt("run-operation", "refresh", "--args", "{model_name: big_customers}", env=env)
             show(conn, "order_totals after the refresh", TOTALS)
-            show(conn, "refresh history of order_totals (newest first)", HISTORY)
+            show(conn, "refresh history of order_totals (newest first)", history)
             dbt("run-operation", "stream_table_status", env=env)
 
             banner("dbt run again: nothing changed, so nothing is touched")
@@ -110,12 +126,12 @@ def main() -> int:
 
             banner("dbt run --full-refresh: drop and re-create, in one transaction")
             dbt("run", "--full-refresh", env=env)
-            show(conn, "pgstream catalog", CATALOG)
+            show(conn, f"{api} catalog", catalog)
             dbt("test", env=env)
 
             banner("dbt run-operation drop_all_stream_tables")
             dbt("run-operation", "drop_all_stream_tables", env=env)
-            show(conn, "pgstream catalog (empty)", CATALOG)
+            show(conn, f"{api} catalog (empty)", catalog)
     finally:
         if not args.keep:
             server.stop()

@@ -2,11 +2,17 @@
 
 The server lives in a fresh temporary data dir and a free port, so tests never collide with
 another server on this machine.
+
+$PGSTREAM_ENGINE picks the engine of the whole session: pgstream-lite (default), pg_stream or
+pg_trickle (a real extension, built and cached on first use: see src/pgstream_lite/engines.py).
+tests/engine is pgstream-lite's own suite: it is not collected for a real engine (`make test`
+runs tests/dbt and tests/e2e/test_integration_project.py on those).
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -15,7 +21,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pgstream_lite.installer import install
+from pgstream_lite.engines import (
+    DEFAULT_ENGINE,
+    ENGINES,
+    install_engine,
+    is_real,
+    seal_template_database,
+)
 from pgstream_lite.server import LocalServer, dsn_for
 
 # dbt-core's functional-test fixtures, for tests/dbt (pytest only accepts this at the top level).
@@ -24,11 +36,28 @@ pytest_plugins = ["dbt.tests.fixtures.project"]
 TEMPLATE_DB = "pgstream_template"
 _db_counter = itertools.count()
 
+ENGINE = os.environ.get("PGSTREAM_ENGINE") or DEFAULT_ENGINE
+if ENGINE not in ENGINES:
+    raise pytest.UsageError(f"PGSTREAM_ENGINE={ENGINE!r}: one of {', '.join(ENGINES)}")
+
+# pgstream-lite's engine tests mean nothing on another engine.
+collect_ignore = ["engine"] if is_real(ENGINE) else []
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"pgstream engine: {ENGINE} (PGSTREAM_ENGINE)"
+
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[LocalServer]:
+def engine() -> str:
+    """The engine this session runs on: pgstream-lite, pg_stream or pg_trickle."""
+    return ENGINE
+
+
+@pytest.fixture(scope="session")
+def pg_server(engine: str) -> Iterator[LocalServer]:
     data_dir = Path(tempfile.mkdtemp(prefix="pgstream-test-"))
-    server = LocalServer(data_dir)
+    server = LocalServer(data_dir, engine=engine)
     server.start()
     try:
         yield server
@@ -45,19 +74,26 @@ def server_port(pg_server: LocalServer) -> int:
 
 
 @pytest.fixture(scope="session")
-def dsn(pg_server: LocalServer, server_port: int) -> str:
-    """DSN of database `postgres` with the engine installed (shared by the whole session)."""
+def dsn(pg_server: LocalServer, server_port: int, engine: str) -> str:
+    """DSN of database `postgres` with the engine installed (shared by the whole session).
+
+    The pg_stream 0.1 scheduler (a background worker) serves only this database.
+    """
     uri = dsn_for(server_port)
-    install(uri)
+    install_engine(engine, uri)
     return uri
 
 
 @pytest.fixture(scope="session")
-def _template_db(dsn: str, server_port: int) -> str:
+def _template_db(dsn: str, server_port: int, engine: str) -> str:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB}")
         conn.execute(f"CREATE DATABASE {TEMPLATE_DB}")
-    install(dsn_for(server_port, TEMPLATE_DB))
+    install_engine(engine, dsn_for(server_port, TEMPLATE_DB))
+    if is_real(engine):
+        # A real engine's background worker may connect to the template, and a template with
+        # sessions cannot be cloned: the template takes no connections from now on.
+        seal_template_database(dsn, TEMPLATE_DB)
     return TEMPLATE_DB
 
 

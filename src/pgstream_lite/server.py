@@ -7,6 +7,10 @@ leaves the server running nor dbt, which wants host and port. So the binaries ar
 Layout of a data directory DIR:
     DIR/pgdata      the cluster (owned by an unprivileged system user when run as root)
     DIR/server.log  the server log
+    DIR/engine      the engine the cluster runs (pgstream-lite when absent; see engines.py)
+
+A real engine (pg_stream, pg_trickle) runs from a copy of the wheel's PostgreSQL with the
+extension installed (engines.engine_prefix), with its library preloaded.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 import pwd
 import socket
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +40,9 @@ DB_USER = "postgres"
 HOST = "127.0.0.1"
 
 # Settings for a local development/test server: durability is traded for speed (no fsync),
-# pg_stat_statements is loaded so benchmarks can count statements on the server side.
+# pg_stat_statements is loaded so benchmarks can count statements on the server side. An engine
+# adds its own (engines.server_settings: its preload list, ...); all of these are (re)written to
+# postgresql.auto.conf at every start, so a data dir follows its engine's needs.
 SERVER_SETTINGS = {
     "listen_addresses": f"'{HOST}'",
     "unix_socket_directories": "''",
@@ -74,6 +81,11 @@ def _ensure_system_user() -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(SYSTEM_USER)
     except KeyError:
+        print(
+            f"pgstream-lite: creating system user {SYSTEM_USER} (PostgreSQL refuses to run as "
+            "root; a change outside the repository)",
+            file=sys.stderr,
+        )
         subprocess.run(
             ["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", SYSTEM_USER],
             check=True,
@@ -88,7 +100,12 @@ def _open_path_to(path: Path) -> None:
     for parent in [path, *path.parents]:
         mode = parent.stat().st_mode
         wanted = mode | 0o055
-        if mode != wanted:
+        if mode != wanted and parent != path:  # path itself is the server's own: no news
+            print(
+                f"pgstream-lite: chmod go+rx {parent} (so that system user {SYSTEM_USER} can "
+                "reach the server's files)",
+                file=sys.stderr,
+            )
             parent.chmod(wanted)
 
 
@@ -109,26 +126,73 @@ def free_port() -> int:
 
 
 class LocalServer:
-    """Start, stop and inspect the PostgreSQL cluster of one data directory."""
+    """Start, stop and inspect the PostgreSQL cluster of one data directory.
+
+    engine: "pgstream-lite" (the wheel's PostgreSQL), "pg_stream" or "pg_trickle" (a cached
+    PostgreSQL with that extension, built when missing, its library preloaded). None: the engine
+    the data dir was set up with (pgstream-lite for a new one). A data dir keeps its engine.
+    bin_dir: another PostgreSQL's binaries (tests run pgstream-lite on an older major too).
+    settings: more postgresql.conf settings (values quoted as in the file), over the engine's.
+    """
 
     def __init__(
-        self, data_dir: str | os.PathLike[str], bin_dir: str | os.PathLike[str] | None = None
+        self,
+        data_dir: str | os.PathLike[str],
+        bin_dir: str | os.PathLike[str] | None = None,
+        *,
+        engine: str | None = None,
+        settings: dict[str, str] | None = None,
     ) -> None:
-        # bin_dir: another PostgreSQL's binaries (tests run the engine on an older major too).
-        self.bin_dir = Path(bin_dir) if bin_dir is not None else POSTGRES_BIN_PATH
         self.data_dir = Path(data_dir).expanduser().absolute()
         self.pgdata = self.data_dir / "pgdata"
         self.log_file = self.data_dir / "server.log"
+        self.engine_file = self.data_dir / "engine"
+        recorded = self.recorded_engine()
+        if engine is not None and recorded is not None and engine != recorded:
+            raise ServerError(
+                f"data dir {self.data_dir} runs engine {recorded}, not {engine}: "
+                "use another data dir"
+            )
+        self.engine = engine or recorded or "pgstream-lite"
+        self.extra_settings = dict(settings or {})
+        self._bin_dir = Path(bin_dir) if bin_dir is not None else None
+
+    @property
+    def bin_dir(self) -> Path:
+        """The binaries the server runs from (for a real engine: built on first use)."""
+        if self._bin_dir is None:
+            if self.engine == "pgstream-lite":
+                self._bin_dir = POSTGRES_BIN_PATH
+            else:
+                from pgstream_lite.engines import engine_bin_dir
+
+                self._bin_dir = engine_bin_dir(self.engine)
+        return self._bin_dir
+
+    def recorded_engine(self) -> str | None:
+        """The engine this data dir was set up with (None: not set up, or before engines)."""
+        try:
+            return self.engine_file.read_text().strip() or None
+        except OSError:
+            return "pgstream-lite" if self.is_initialized() else None
+
+    def settings(self) -> dict[str, str]:
+        """Every setting this server is started with."""
+        from pgstream_lite.engines import server_settings
+
+        return {**SERVER_SETTINGS, **server_settings(self.engine), **self.extra_settings}
 
     # -- running commands -------------------------------------------------------------------
-    def _run(self, program: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    def _run(
+        self, program: str, *args: str, timeout: float = 120, bin_dir: Path | None = None
+    ) -> subprocess.CompletedProcess:
         kwargs: dict = {}
         if _is_root():
             kwargs["user"] = SYSTEM_USER
             kwargs["group"] = _ensure_system_user().pw_gid
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         return subprocess.run(
-            [str(self.bin_dir / program), *args],
+            [str((bin_dir or self.bin_dir) / program), *args],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -187,9 +251,20 @@ class LocalServer:
         )
         if result.returncode != 0:
             raise ServerError(f"initdb failed for {self.pgdata}: {_last_line(result.stderr)}")
-        with (self.pgdata / "postgresql.auto.conf").open("a") as conf:
-            for key, value in SERVER_SETTINGS.items():
-                conf.write(f"{key} = {value}\n")
+        self._write_settings()
+
+    def _write_settings(self) -> None:
+        """Put this server's settings into postgresql.auto.conf (replacing older values)."""
+        settings = self.settings()
+        conf = self.pgdata / "postgresql.auto.conf"
+        try:
+            lines = conf.read_text().splitlines()
+        except FileNotFoundError:
+            lines = []
+        kept = [line for line in lines if line.split("=", 1)[0].strip() not in settings]
+        text = "\n".join([*kept, *(f"{key} = {value}" for key, value in settings.items())])
+        conf.write_text(text + "\n")
+        self.engine_file.write_text(self.engine + "\n")
 
     def start(self, port: int | None = None) -> str:
         """Start the server (or reuse a running one) and return its connection URI."""
@@ -201,6 +276,7 @@ class LocalServer:
                 )
             return dsn_for(current.port)  # type: ignore[arg-type]
         self.initialize()
+        self._write_settings()
         chosen = port if port is not None else free_port()
         if not port_is_free(chosen):
             raise ServerError(f"port {chosen} is already in use on {HOST}")
@@ -223,7 +299,11 @@ class LocalServer:
         """Stop the server; return False when it was not running."""
         if not self.status().running:
             return False
-        result = self._run("pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "stop")
+        # Any PostgreSQL 18 pg_ctl stops it: no need to build an engine to stop its server.
+        ctl = self._bin_dir or POSTGRES_BIN_PATH
+        result = self._run(
+            "pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "stop", bin_dir=ctl
+        )
         if result.returncode != 0:
             detail = _last_line(result.stderr)
             raise ServerError(f"could not stop server for {self.data_dir}: {detail}")

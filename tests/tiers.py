@@ -1,0 +1,163 @@
+"""`make test`'s tiers: run each one, record its result, and print one summary at the end.
+
+    python tests/tiers.py run NAME [--engine E] [--env K=V ...] -- COMMAND ...
+    python tests/tiers.py summary --expect NAME ...
+
+`run` records NAME.json (exit code, time, why it could not run) in the results dir, and for a
+pytest command also NAME.xml (--junitxml); for a real engine it builds the engine first (cached),
+so a machine without Rust records "could not run" instead of failing somewhere inside pytest.
+`summary` prints passed/failed/skipped/errors per engine and per suite, and exits 1 when a tier
+failed, could not run, did not run, or collected no test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections import Counter
+from pathlib import Path
+
+from pgstream_lite.engines import ENGINES, EngineError, engine_prefix, is_real
+
+DEFAULT_RESULTS = Path(".tmp") / "test-results"
+OUTCOMES = ("passed", "failed", "skipped", "errors")
+
+
+# -- run ----------------------------------------------------------------------------------------
+def run_tier(name: str, engine: str | None, env_pairs: list[str], command: list[str],
+             results: Path) -> int:
+    results.mkdir(parents=True, exist_ok=True)
+    record: dict = {"name": name, "engine": engine, "command": command, "rc": None,
+                    "error": None, "pytest": Path(command[0]).name.startswith("pytest")}
+    started = time.monotonic()
+    env = dict(os.environ)
+    for pair in env_pairs:
+        key, _, value = pair.partition("=")
+        env[key] = value
+    print(f"\n######## tier {name}" + (f" (engine {engine})" if engine else ""), flush=True)
+    try:
+        if engine:
+            env["PGSTREAM_ENGINE"] = engine
+            if is_real(engine):
+                print(f"engine {engine}: {engine_prefix(engine)}", flush=True)
+        if record["pytest"]:
+            command = [*command, f"--junitxml={results / f'{name}.xml'}"]
+        print("$ " + " ".join(command), flush=True)
+        record["rc"] = subprocess.run(command, env=env).returncode
+    except EngineError as exc:
+        record["error"] = str(exc)
+        print(f"\n!!! tier {name} CANNOT RUN: {exc}\n", file=sys.stderr, flush=True)
+    record["seconds"] = round(time.monotonic() - started)
+    (results / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record["rc"] if record["rc"] is not None else 1
+
+
+# -- summary ------------------------------------------------------------------------------------
+def _suite(classname: str) -> str:
+    parts = classname.split(".")
+    if len(parts) >= 2 and parts[0] == "tests":
+        return f"tests/{parts[1]}"
+    return "(collection)" if not classname else parts[0]
+
+
+def junit_counts(path: Path) -> dict[str, Counter]:
+    """{suite: Counter(passed=, failed=, skipped=, errors=)} from a pytest junit file."""
+    counts: dict[str, Counter] = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        tags = {child.tag for child in case}
+        outcome = (
+            "errors" if "error" in tags
+            else "failed" if "failure" in tags
+            else "skipped" if "skipped" in tags
+            else "passed"
+        )
+        counts.setdefault(_suite(case.get("classname", "")), Counter())[outcome] += 1
+    return counts
+
+
+def summarize(expected: list[str], results: Path) -> int:
+    rows: list[tuple[str, ...]] = []
+    problems: list[str] = []
+    per_engine: dict[str, Counter] = {}
+    for name in expected:
+        path = results / f"{name}.json"
+        if not path.is_file():
+            rows.append((name, "-", "-", "", "", "", "", "DID NOT RUN"))
+            problems.append(f"tier {name} did not run")
+            continue
+        record = json.loads(path.read_text())
+        engine = record.get("engine") or "-"
+        if record["error"]:
+            rows.append((name, engine, "-", "", "", "", "", "CANNOT RUN"))
+            problems.append(f"tier {name} CANNOT RUN: {record['error']}")
+            continue
+        verdict = "ok" if record["rc"] == 0 else f"FAIL (exit {record['rc']})"
+        if record["rc"] != 0:
+            problems.append(f"tier {name} failed (exit {record['rc']})")
+        if not record["pytest"]:
+            rows.append((name, engine, "-", "", "", "", "", verdict))
+            continue
+        xml = results / f"{name}.xml"
+        counts = junit_counts(xml) if xml.is_file() else {}
+        total = sum((sum(c.values()) for c in counts.values()), 0)
+        if total == 0:
+            verdict = "FAIL (no tests collected)"
+            problems.append(f"tier {name} collected no tests")
+        for suite, c in sorted(counts.items()) or [("-", Counter())]:
+            per_engine.setdefault(engine, Counter()).update(c)
+            rows.append((name, engine, suite, *(str(c[o]) for o in OUTCOMES), verdict))
+
+    header = ("tier", "engine", "suite", *OUTCOMES, "result")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    line = "  ".join("-" * w for w in widths)
+    print("\n" + "=" * len(line) + "\nmake test: summary\n" + "=" * len(line))
+    for row in [header, None, *rows]:
+        print(line if row is None else "  ".join(v.ljust(w) for v, w in zip(row, widths,
+                                                                           strict=True)))
+    print(line)
+    for engine, c in per_engine.items():
+        print(f"engine {engine:14} " + ", ".join(f"{c[o]} {o}" for o in OUTCOMES))
+    tested = {json.loads((results / f"{n}.json").read_text()).get("engine")
+              for n in expected if (results / f"{n}.json").is_file()}
+    untested = [e for e in ENGINES if e not in tested]
+    if untested:
+        print(f"not tested (not in ENGINES): {', '.join(untested)}")
+    if problems:
+        print("\n" + "!" * 78)
+        for problem in problems:
+            print(f"!!! {problem}")
+        print("!" * 78)
+        print("make test FAILED")
+        return 1
+    print("make test passed")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run one tier and record its result")
+    run.add_argument("name")
+    run.add_argument("--engine", choices=ENGINES, default=None)
+    run.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("cmd", nargs=argparse.REMAINDER)
+    summary = sub.add_parser("summary", help="print the summary of the recorded tiers")
+    summary.add_argument("--expect", nargs="+", required=True, metavar="NAME")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+        if not cmd:
+            parser.error("run: a command is needed after --")
+        return run_tier(args.name, args.engine, args.env, cmd, args.results)
+    return summarize(args.expect, args.results)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
