@@ -38,15 +38,39 @@ def test_create_populates_and_records(src):
     assert q1(src, "SELECT pgstream.get_staleness('agg')") >= 0
 
 
-def test_initialize_false(src):
-    src.execute("SELECT pgstream.create_stream_table('agg', %s, '1m', 'FULL', false)", (AGG,))
-    assert q(src, "SELECT status, is_populated, data_timestamp FROM "
-                  "pgstream.pgs_stream_tables") == [("ACTIVE", False, None)]
+@pytest.mark.parametrize("mode", ["FULL", "DIFFERENTIAL"])
+def test_initialize_false(src, mode):
+    """Like pg_stream 0.1: INITIALIZING, empty and unrefreshed until the first refresh, which
+    loads it in full and makes it ACTIVE."""
+    src.execute("SELECT pgstream.create_stream_table('agg', %s, '1m', %s, false)", (AGG, mode))
+    assert q(src, "SELECT status, is_populated, data_timestamp, last_refresh_at, frontier FROM "
+                  "pgstream.pgs_stream_tables") == [("INITIALIZING", False, None, None, None)]
     assert q1(src, "SELECT count(*) FROM agg") == 0
     assert q1(src, "SELECT pgstream.get_staleness('agg')") is None
+    assert q(src, "SELECT * FROM pgstream.pgs_refresh_history") == []
+    assert q(src, "SELECT name, status, is_populated FROM pgstream.pgs_status()") == \
+        [("public.agg", "INITIALIZING", False)]
     src.execute("SELECT pgstream.refresh_stream_table('agg')")
     assert q1(src, "SELECT count(*) FROM agg") == 3
-    assert q1(src, "SELECT is_populated FROM pgstream.pgs_stream_tables") is True
+    assert q(src, "SELECT status, is_populated, data_timestamp IS NOT NULL "
+                  "FROM pgstream.pgs_stream_tables") == [("ACTIVE", True, True)]
+    assert q(src, "SELECT action, initiated_by FROM pgstream.pgs_refresh_history") == \
+        [("FULL", "MANUAL")]
+
+
+def test_initialize_true_goes_through_initializing(src):
+    src.execute("SELECT pgstream.create_stream_table('agg', %s, '1m', 'FULL', true)", (AGG,))
+    assert q(src, "SELECT status, is_populated FROM pgstream.pgs_stream_tables") == \
+        [("ACTIVE", True)]
+
+
+def test_alter_status_of_initializing_table(src):
+    src.execute("SELECT pgstream.create_stream_table('agg', %s, '1m', 'FULL', false)", (AGG,))
+    src.execute("SELECT pgstream.alter_stream_table('agg', status => 'ACTIVE')")
+    assert q(src, "SELECT status, is_populated FROM pgstream.pgs_stream_tables") == \
+        [("ACTIVE", False)]
+    src.execute("SELECT pgstream.alter_stream_table('agg', status => 'initializing')")
+    assert q1(src, "SELECT status FROM pgstream.pgs_stream_tables") == "INITIALIZING"
 
 
 def test_incremental_alias_and_refresh_mode_case(src):

@@ -79,7 +79,43 @@ def test_duration_due(fast):
 def test_never_populated_is_due(fast):
     fast.execute("SELECT pgstream.create_stream_table('a', 'SELECT id FROM src', '1h', "
                  "'FULL', false)")
-    assert due(fast) == ["public.a"]
+    assert q1(fast, "SELECT status FROM pgstream.pgs_stream_tables") == "INITIALIZING"
+    assert q(fast, "SELECT name, reason FROM pgstream_lite.due_stream_tables()") == \
+        [("public.a", "not populated")]
+
+
+@pytest.mark.parametrize("mode", ["FULL", "DIFFERENTIAL"])
+def test_tick_populates_initializing_table_and_makes_it_active(fast, mode):
+    """pg_stream 0.1 means its scheduler to refresh INITIALIZING tables (it skips only other
+    statuses) but loads ACTIVE ones only, so it never does: pgstream-lite refreshes them."""
+    fast.execute("SELECT pgstream.create_stream_table('a', 'SELECT id FROM src', '1h', %s, "
+                 "false)", (mode,))
+    assert [(o.name, o.status, o.action) for o in tick(fast)] == \
+        [("public.a", "COMPLETED", "FULL")]
+    assert q(fast, "SELECT status, is_populated FROM pgstream.pgs_stream_tables") == \
+        [("ACTIVE", True)]
+    assert q1(fast, "SELECT count(*) FROM a") == 10
+    assert tick(fast) == []
+
+
+def test_calculated_upstream_of_initializing_table_is_due(fast):
+    fast.execute("SELECT pgstream.create_stream_table('up', 'SELECT id FROM src', NULL)")
+    fast.execute("SELECT pgstream.create_stream_table('down', 'SELECT id FROM up', '1h', "
+                 "'FULL', false)")
+    assert q(fast, "SELECT name, reason FROM pgstream_lite.due_stream_tables()") == \
+        [("public.up", "calculated"), ("public.down", "not populated")]
+
+
+def test_failing_initializing_table_is_suspended(fast):
+    fast.execute("SELECT pgstream.create_stream_table('frag', 'SELECT 10 / v AS x FROM src', "
+                 "'1h', 'FULL', false)")
+    fast.execute("UPDATE src SET v = 0 WHERE id = 1")
+    for attempt in range(1, 4):
+        assert [o.status for o in tick(fast)] == ["FAILED"]
+        assert q1(fast, "SELECT consecutive_errors FROM pgstream.pgs_stream_tables") == attempt
+    assert q(fast, "SELECT status, is_populated FROM pgstream.pgs_stream_tables") == \
+        [("SUSPENDED", False)]
+    assert tick(fast) == []
 
 
 def test_cron_due(fast):

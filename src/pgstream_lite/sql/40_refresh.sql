@@ -253,7 +253,8 @@ BEGIN
     UPDATE pgstream.pgs_stream_tables s
        SET consecutive_errors = s.consecutive_errors + 1,
            needs_reinit = s.needs_reinit OR v_msg LIKE '%reads a relation that was dropped%',
-           status = CASE WHEN s.consecutive_errors + 1 >= v_max AND s.status = 'ACTIVE'
+           status = CASE WHEN s.consecutive_errors + 1 >= v_max
+                              AND s.status IN ('ACTIVE', 'INITIALIZING')
                          THEN 'SUSPENDED' ELSE s.status END,
            updated_at = now()
      WHERE s.pgs_id = p_pgs_id;

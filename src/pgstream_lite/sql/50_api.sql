@@ -103,7 +103,9 @@ BEGIN
     INSERT INTO pgstream.pgs_stream_tables
         (pgs_relid, pgs_name, pgs_schema, defining_query, schedule, refresh_mode, status,
          is_populated)
-    VALUES (v_relid, v_table, v_schema, p_query, v_sched, v_mode, 'ACTIVE', false)
+    -- INITIALIZING until its first refresh (the initial load below, or a later manual or
+    -- scheduled refresh when initialize => false) has populated it.
+    VALUES (v_relid, v_table, v_schema, p_query, v_sched, v_mode, 'INITIALIZING', false)
     RETURNING pgs_id INTO v_id;
     INSERT INTO pgstream_lite.st_meta (pgs_id, body, columns, search_path, timezone)
     VALUES (v_id, v_body, v_cols, coalesce(v_path, ''), current_setting('TimeZone'));

@@ -169,7 +169,8 @@ RETURNS boolean LANGUAGE sql STABLE AS $$
         WHEN st.schedule IS NULL THEN
             NOT EXISTS (SELECT 1 FROM pgstream.pgs_dependencies d
                           JOIN pgstream.pgs_stream_tables s ON s.pgs_id = d.pgs_id
-                         WHERE d.source_relid = st.pgs_relid AND s.status = 'ACTIVE')
+                         WHERE d.source_relid = st.pgs_relid
+                           AND s.status IN ('ACTIVE', 'INITIALIZING'))
             AND p_at - st.data_timestamp >= interval '1 minute'
         WHEN pgstream_lite.cron_is_cron(st.schedule) THEN
             st.last_refresh_at IS NULL
@@ -179,9 +180,10 @@ RETURNS boolean LANGUAGE sql STABLE AS $$
     END
 $$;
 
--- ACTIVE stream tables due at p_at, upstream before downstream (depth in the stream-table
--- graph, then name). A CALCULATED table (NULL schedule) is due when any stream table reading it
--- is due.
+-- ACTIVE and INITIALIZING stream tables due at p_at, upstream before downstream (depth in the
+-- stream-table graph, then name). A CALCULATED table (NULL schedule) is due when any stream table
+-- reading it is due. An INITIALIZING table (created with initialize => false) is never populated,
+-- so it is due at once; its first refresh makes it ACTIVE.
 CREATE OR REPLACE FUNCTION pgstream_lite.due_stream_tables(p_at timestamptz DEFAULT clock_timestamp())
 RETURNS TABLE (pgs_id bigint, name text, depth integer, reason text)
 LANGUAGE plpgsql STABLE AS $$
@@ -192,13 +194,14 @@ DECLARE
     rounds integer := 0;
 BEGIN
     v_due := ARRAY(SELECT s.pgs_id FROM pgstream.pgs_stream_tables s
-                    WHERE s.status = 'ACTIVE' AND pgstream_lite.own_due(s, p_at));
+                    WHERE s.status IN ('ACTIVE', 'INITIALIZING') AND pgstream_lite.own_due(s, p_at));
     -- CALCULATED: due when a dependent is due (to a fixpoint, for chains of CALCULATED tables)
     LOOP
         rounds := rounds + 1;
         v_new := ARRAY(
             SELECT s.pgs_id FROM pgstream.pgs_stream_tables s
-             WHERE s.status = 'ACTIVE' AND s.schedule IS NULL AND NOT (s.pgs_id = ANY (v_due))
+             WHERE s.status IN ('ACTIVE', 'INITIALIZING') AND s.schedule IS NULL
+               AND NOT (s.pgs_id = ANY (v_due))
                AND EXISTS (SELECT 1 FROM pgstream.pgs_dependencies d
                             WHERE d.source_relid = s.pgs_relid AND d.pgs_id = ANY (v_due)));
         EXIT WHEN cardinality(v_new) = 0 OR rounds > 100;
