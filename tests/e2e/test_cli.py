@@ -131,6 +131,27 @@ class TestInstall:
         assert "installed" in result.stdout
 
 
+class TestEngines:
+    """The engine plumbing that needs no Rust (real engines run in their own `make test` tiers)."""
+
+    def test_data_dir_keeps_its_engine(self, data_dir: Path) -> None:
+        assert run_cli("start", "--data-dir", str(data_dir)).returncode == 0
+        assert (data_dir / "engine").read_text().strip() == "pgstream-lite"
+        result = run_cli("start", "--data-dir", str(data_dir), "--engine", "pg_trickle")
+        assert_one_line_error(result, "pgstream-lite", "not pg_trickle")
+
+    def test_real_engine_needs_a_server_preloading_it(self, dsn: str, engine: str) -> None:
+        other = "pg_trickle" if engine == "pg_stream" else "pg_stream"
+        result = run_cli("install", "--engine", other, "--dsn", dsn)
+        assert_one_line_error(result, f"does not preload {other}", f"--engine {other}")
+
+    def test_build_engine(self) -> None:
+        lite = run_cli("build-engine", "pgstream-lite")
+        assert lite.returncode == 0, lite.stderr
+        assert (Path(lite.stdout.strip()) / "bin" / "pg_ctl").is_file()
+        assert run_cli("build-engine", "no_such_engine").returncode == 2
+
+
 def test_cli_module_has_console_script() -> None:
     script = shutil.which("pgstream-lite", path=os.path.dirname(sys.executable))
     assert script is not None, "console script pgstream-lite is not installed in the venv"
