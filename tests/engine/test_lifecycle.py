@@ -155,7 +155,8 @@ def test_names_are_literal(src):
     assert q1(src, "SELECT count(*) FROM \"Odd Schema\".\"My Table\"") == 4
     # unqualified names resolve to current_schema(); the first dot splits
     src.execute("SET search_path = \"Odd Schema\", public")
-    src.execute("SELECT pgstream.create_stream_table('Upper', 'SELECT 1 AS x', '1m')")
+    src.execute("SELECT pgstream.create_stream_table('Upper', "
+                "'SELECT \"Val\" AS x FROM \"My Src\"', '1m')")
     assert q(src, "SELECT pgs_schema, pgs_name FROM pgstream.pgs_stream_tables "
                   "WHERE pgs_name = 'Upper'") == [("Odd Schema", "Upper")]
     src.execute("SELECT pgstream.drop_stream_table('Odd Schema.My Table')")

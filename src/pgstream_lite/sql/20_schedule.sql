@@ -1,29 +1,29 @@
 -- pgstream-lite: schedules (durations and cron) and row-id hashes.
 
--- Parse a duration: `30s`, `5m`, `1h30m`, `2d`, `1w` or a bare integer of seconds.
--- Returns the seconds, or NULL with `error` naming the problem.
+-- Parse a duration: `30s`, `5m`, `1h30m`, `2d`, `1w` or a bare integer of seconds (an optional
+-- sign, as pg_stream 0.1 reads it). Returns the seconds, or NULL with `error` naming the problem
+-- in pg_stream 0.1's words (the caller adds `invalid argument: `).
 CREATE OR REPLACE FUNCTION pgstream_lite.duration_parse(p_text text, OUT seconds bigint, OUT error text)
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 DECLARE
-    s text := btrim(coalesce(p_text, ''));
+    s text := btrim(coalesce(p_text, ''), E' \t\r\n\v\f');
     i integer := 1;
     n integer;
     ch text;
     num text := '';
     total numeric := 0;
-    seen_unit boolean := false;
+    found_unit boolean := false;
+    max_i64 constant numeric := 9223372036854775807;
 BEGIN
     IF s = '' THEN
-        error := 'schedule must not be empty';
+        error := 'schedule cannot be empty';
         RETURN;
     END IF;
-    IF left(s, 1) = '-' THEN
-        error := format('schedule must not be negative, got %s', s);
-        RETURN;
-    END IF;
-    IF s ~ '^[0-9]+$' THEN
-        IF length(s) > 15 THEN
-            error := format('duration is too large: %s', s);
+    -- a bare integer that fits in 64 bits: seconds
+    IF s ~ '^[+-]?[0-9]+$' AND length(ltrim(s, '+-0')) <= 19
+       AND s::numeric BETWEEN -max_i64 - 1 AND max_i64 THEN
+        IF s::numeric < 0 THEN
+            error := format('schedule cannot be negative: ''%s''', s);
             RETURN;
         END IF;
         seconds := s::bigint;
@@ -32,42 +32,43 @@ BEGIN
     n := length(s);
     WHILE i <= n LOOP
         ch := substr(s, i, 1);
-        IF ch ~ '[0-9]' THEN
+        IF ch ~ '^[0-9]$' THEN
             num := num || ch;
-        ELSIF ch ~ '[a-zA-Z]' THEN
+        ELSE
             IF ch NOT IN ('s', 'm', 'h', 'd', 'w') THEN
-                error := format('unknown duration unit ''%s'' in %s (units: s, m, h, d, w)', ch, s);
+                error := format('invalid duration unit ''%s'' in ''%s''. Use s (seconds), '
+                                'm (minutes), h (hours), d (days), w (weeks). '
+                                'Example: ''5m'', ''1h30m'', ''2d''', ch, s);
                 RETURN;
             END IF;
             IF num = '' THEN
-                error := format('number missing before unit ''%s'' in %s', ch, s);
+                error := format('expected a number before ''%s'' in duration ''%s''', ch, s);
                 RETURN;
             END IF;
-            IF length(num) > 15 THEN
-                error := format('duration is too large: %s', s);
+            IF length(ltrim(num, '0')) > 19 OR num::numeric > max_i64 THEN
+                error := format('invalid number ''%s'' in duration ''%s''', num, s);
                 RETURN;
             END IF;
             total := total + num::numeric * CASE ch
                 WHEN 's' THEN 1 WHEN 'm' THEN 60 WHEN 'h' THEN 3600
                 WHEN 'd' THEN 86400 ELSE 604800 END;
             num := '';
-            seen_unit := true;
-        ELSE
-            error := format('unexpected character ''%s'' in duration %s', ch, s);
-            RETURN;
+            found_unit := true;
         END IF;
         i := i + 1;
     END LOOP;
     IF num <> '' THEN
-        error := format('trailing digits without a unit in %s (add s, m, h, d or w)', s);
+        IF found_unit THEN
+            error := format('trailing digits ''%s'' without a unit in duration ''%s''. '
+                            'Append s, m, h, d, or w. Example: ''1h30m''', num, s);
+        ELSE
+            error := format('invalid duration ''%s''', s);
+        END IF;
         RETURN;
     END IF;
-    IF NOT seen_unit THEN
-        error := format('invalid duration: %s', s);
-        RETURN;
-    END IF;
-    IF total > 9223372036854775807 THEN
-        error := format('duration is too large: %s', s);
+    IF total > max_i64 THEN
+        -- (pg_stream 0.1 overflows here)
+        error := format('duration ''%s'' is too large', s);
         RETURN;
     END IF;
     seconds := total::bigint;
@@ -270,9 +271,9 @@ BEGIN
     IF p_schedule IS NULL THEN
         RETURN NULL;
     END IF;
-    s := btrim(p_schedule, E' \t\r\n');
+    s := btrim(p_schedule, E' \t\r\n\v\f');
     IF s = '' THEN
-        RAISE EXCEPTION 'invalid argument: schedule must not be empty (use NULL for CALCULATED)';
+        RAISE EXCEPTION 'invalid argument: schedule cannot be empty';
     END IF;
     IF pgstream_lite.cron_is_cron(s) THEN
         err := pgstream_lite.cron_error(s);
@@ -304,7 +305,7 @@ BEGIN
         RETURN m;
     END IF;
     RAISE EXCEPTION 'invalid argument: unknown refresh mode: %. Must be ''FULL'' or ''DIFFERENTIAL''',
-        p_mode;
+        upper(p_mode);
 END;
 $$;
 

@@ -3,7 +3,7 @@
 -- The defining query without trailing whitespace/comments and one trailing semicolon, ready to be
 -- embedded as a subquery. A lexer (strings, E'' strings, quoted identifiers, dollar quotes with
 -- any tag, nested block comments, line comments) so that ';' or '--' inside literals are kept.
--- A second top-level statement is an error.
+-- A second top-level statement is a syntax error.
 CREATE OR REPLACE FUNCTION pgstream_lite.query_body(p_query text)
 RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
@@ -46,8 +46,10 @@ BEGIN
             CONTINUE;
         END IF;
         IF semis > 0 AND last_is_semi THEN
-            -- something significant after a top-level semicolon: a second statement
-            RAISE EXCEPTION 'query parse error: the defining query must be a single SELECT statement';
+            -- something significant after a top-level semicolon: a second statement. PostgreSQL
+            -- itself says this when the query is embedded as a subquery (as pg_stream 0.1 does).
+            RAISE EXCEPTION 'syntax error at or near ";"' USING ERRCODE = 'syntax_error',
+                DETAIL = 'The defining query of a stream table must be one SELECT statement.';
         END IF;
         last_is_semi := false;
         IF ch IN ('''', '"') THEN
@@ -105,19 +107,21 @@ BEGIN
 END;
 $$;
 
--- Does the (view's) query have LIMIT or OFFSET at its top level? Read from the parse tree stored in
--- pg_rewrite, so literals, comments and LIMITs in subqueries are no false positives.
-CREATE OR REPLACE FUNCTION pgstream_lite.has_top_level_limit(p_view oid)
-RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+-- LIMIT or OFFSET at the top level of the (view's) query: 'LIMIT' (also FETCH FIRST), 'OFFSET' or
+-- NULL. Read from the parse tree stored in pg_rewrite, so literals, comments and LIMITs in
+-- subqueries are no false positives.
+CREATE OR REPLACE FUNCTION pgstream_lite.top_level_limit(p_view oid)
+RETURNS text LANGUAGE plpgsql STABLE AS $$
 DECLARE
     tree text;
     m text[];
     depth integer := 0;
+    found text;
 BEGIN
     SELECT r.ev_action::text INTO tree
       FROM pg_rewrite r WHERE r.ev_class = p_view AND r.rulename = '_RETURN';
     IF tree IS NULL THEN
-        RETURN false;
+        RETURN NULL;
     END IF;
     FOR m IN SELECT regexp_matches(tree, '(\\.)|([{}])|:(limitOffset|limitCount) (<>)?', 'g') LOOP
         IF m[2] = '{' THEN
@@ -125,11 +129,20 @@ BEGIN
         ELSIF m[2] = '}' THEN
             depth := depth - 1;
         ELSIF m[3] IS NOT NULL AND depth = 1 AND m[4] IS NULL THEN
-            RETURN true;
+            -- pg_stream 0.1 checks LIMIT first
+            IF m[3] = 'limitCount' THEN
+                RETURN 'LIMIT';
+            END IF;
+            found := 'OFFSET';
         END IF;
     END LOOP;
-    RETURN false;
+    RETURN found;
 END;
+$$;
+
+CREATE OR REPLACE FUNCTION pgstream_lite.has_top_level_limit(p_view oid)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT pgstream_lite.top_level_limit(p_view) IS NOT NULL
 $$;
 
 -- Relations a view (or the probe view of a defining query) reads directly, with the columns used.

@@ -26,34 +26,23 @@ DECLARE
     v_relid oid;
     v_id bigint;
     v_path text;
+    v_limit text;
     dep record;
 BEGIN
-    -- 1. refresh mode, 2. schedule
+    -- 1. refresh mode, name, schedule (pg_stream 0.1's order)
     v_mode := pgstream_lite.normalize_mode(p_mode);
-    v_sched := pgstream_lite.normalize_schedule(p_schedule);
     SELECT s.schema_name, s.table_name INTO v_schema, v_table FROM pgstream_lite.split_name(p_name) s;
+    v_sched := pgstream_lite.normalize_schedule(p_schedule);
 
-    -- 3. the query
-    IF p_query IS NULL OR btrim(p_query, E' \t\r\n;') = '' THEN
-        RAISE EXCEPTION 'query parse error: the defining query is empty';
+    -- 2. the query. Like pg_stream 0.1, an invalid query fails with PostgreSQL's own error.
+    IF p_query IS NULL THEN
+        RAISE EXCEPTION 'query parse error: the defining query is NULL';
     END IF;
     v_body := pgstream_lite.query_body(p_query);
-    BEGIN
-        EXECUTE format(E'SELECT * FROM (\n%s\n) sub LIMIT 0', v_body);
-    EXCEPTION WHEN others THEN
-        RAISE EXCEPTION 'query parse error: %', SQLERRM;
-    END;
+    EXECUTE format(E'SELECT * FROM (\n%s\n) sub LIMIT 0', v_body);
     EXECUTE format('DROP VIEW IF EXISTS pg_temp.%I', v_probe);
-    BEGIN
-        EXECUTE format(E'CREATE TEMPORARY VIEW %I AS\n%s\n', v_probe, v_body);
-    EXCEPTION WHEN others THEN
-        RAISE EXCEPTION 'query parse error: %', SQLERRM;
-    END;
+    EXECUTE format(E'CREATE TEMPORARY VIEW %I AS\n%s\n', v_probe, v_body);
     v_probe_oid := format('pg_temp.%I', v_probe)::regclass;
-    IF pgstream_lite.has_top_level_limit(v_probe_oid) THEN
-        RAISE EXCEPTION 'unsupported operator for DIFFERENTIAL mode: LIMIT/OFFSET is not allowed in '
-                        'the defining query of a stream table (in FULL mode neither)';
-    END IF;
     SELECT count(*),
            array_agg(a.attname::text ORDER BY a.attnum)
                FILTER (WHERE a.attname NOT IN ('__pgs_row_id', '__pgs_count')),
@@ -70,13 +59,24 @@ BEGIN
       LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
      WHERE a.attrelid = v_probe_oid AND a.attnum > 0 AND NOT a.attisdropped;
     IF v_ncols = 0 OR v_cols IS NULL THEN
-        RAISE EXCEPTION 'query parse error: the defining query must return at least one column';
+        RAISE EXCEPTION 'query parse error: Defining query returns no columns';
+    END IF;
+    -- LIMIT/OFFSET: refused in every refresh mode, in pg_stream 0.1's words
+    v_limit := pgstream_lite.top_level_limit(v_probe_oid);
+    IF v_limit IS NOT NULL THEN
+        RAISE EXCEPTION 'unsupported operator for DIFFERENTIAL mode: % is not supported in defining '
+                        'queries. Stream tables materialize the full result set.', v_limit;
     END IF;
 
-    -- 4. an existing stream table
+    -- 3. an existing stream table
     IF EXISTS (SELECT 1 FROM pgstream.pgs_stream_tables s
                 WHERE s.pgs_schema = v_schema AND s.pgs_name = v_table) THEN
         RAISE EXCEPTION 'stream table already exists: %.%', v_schema, v_table;
+    END IF;
+
+    -- 4. a query reading no relation at all (e.g. only constants or functions)
+    IF NOT EXISTS (SELECT 1 FROM pgstream_lite.collect_sources(v_probe_oid)) THEN
+        RAISE EXCEPTION 'query parse error: Defining query references no tables';
     END IF;
 
     -- 5. the storage table
@@ -164,7 +164,7 @@ BEGIN
     IF p_status IS NOT NULL THEN
         v_status := upper(btrim(p_status));
         IF v_status NOT IN ('INITIALIZING', 'ACTIVE', 'SUSPENDED', 'ERROR') THEN
-            RAISE EXCEPTION 'invalid argument: unknown status: %', p_status;
+            RAISE EXCEPTION 'invalid argument: unknown status: %', upper(p_status);
         END IF;
     END IF;
     UPDATE pgstream.pgs_stream_tables s
