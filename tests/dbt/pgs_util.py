@@ -81,3 +81,8 @@ class SeededProject:
     @classmethod
     def _seeded(cls, _dbt_deps):
         run_dbt(["seed"])
+
+
+def is_engine_detection(query: str) -> bool:
+    """The package's once-per-invocation engine detection query (macros/utils/_engine.sql)."""
+    return "AS extensions" in query and "pg_extension" in query

@@ -12,6 +12,7 @@ from pgs_util import (
     TOTALS,
     SeededProject,
     compiled_sql,
+    is_engine_detection,
     message,
     order_totals,
     run_sql,
@@ -67,15 +68,19 @@ class TestUnchanged(SeededProject):
         results, logs = run_dbt_and_capture(["run"])
         assert message(results, "order_totals") == "unchanged"
         assert ": unchanged" in logs
-        statements = [
-            q
-            for (q,) in pg.query(
-                "SELECT query FROM pg_stat_statements"
+        calls = dict(
+            pg.query(
+                "SELECT query, calls FROM pg_stat_statements"
                 " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
                 "   AND query ILIKE '%%pgstream%%' AND query NOT ILIKE '%%pg_stat_statements%%'"
             )
-        ]
-        # the one look-up round trip (its install check DO + the SELECT); no create/alter/drop
+        )
+        # the engine is detected once per dbt invocation (not per model) ...
+        detection = [q for q in calls if is_engine_detection(q)]
+        assert [calls[q] for q in detection] == [1], calls
+        # ... and the model costs its one look-up round trip (its install check DO + the
+        # SELECT); no create/alter/drop
+        statements = [q for q in calls if q not in detection]
         assert len(statements) == 2, statements
         assert not any(
             f"pgstream.{fn}" in q

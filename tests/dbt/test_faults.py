@@ -229,8 +229,8 @@ class TestOtherApiVersion(SeededProject):
                    " RETURNS void LANGUAGE sql AS 'SELECT'")
         results = run_dbt(["run"], expect_pass=False)
         text = results[0].message
-        assert "does not provide the pg_stream SQL API v0.1 this package requires" in text
-        assert ("function pgstream.create_stream_table(text,text,text,text,boolean) is missing"
-                " (found pgstream.create_stream_table(text,text))") in text
+        assert "does not provide the pg_stream v0.1 SQL API this package requires" in text
+        assert ("function pgstream.create_stream_table(name, query, schedule, refresh_mode,"
+                " initialize) is missing (found pgstream.create_stream_table(text,text))") in text
         assert pg.st_count() == 0
         write_model(project, "order_totals", order_totals())

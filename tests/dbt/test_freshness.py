@@ -259,7 +259,7 @@ models:
         results = run_dbt(["test", "--select", "fast_totals", "pending_totals"])
         assert {v[0] for v in self.outcomes(results).values()} == {"pass"}
         info = self.source_freshness("fast_totals")
-        assert info["stale"] is False and info["pgs_name"] == "fast_totals"
+        assert info["stale"] is False and info["table_name"] == "fast_totals"
         assert info["staleness_seconds"] < SHORT and info["last_refresh_at"] is not None
 
     @staticmethod
@@ -272,7 +272,7 @@ models:
                 json.dumps({"source_name": name}),
             ]
         )
-        match = re.search(r'(\{"pgs_schema".*\})', logs)
+        match = re.search(r'(\{"schema_name".*\})', logs)
         assert match, logs
         return json.loads(match.group(1))
 
@@ -317,7 +317,7 @@ sources:
         run_dbt(["run", "--threads", "1"])
         for name in ["order_totals", "marts.totals", "totals", f"{pg.schema}.order_totals"]:
             info = TestIsFreshAndSourceFreshness.source_freshness(name)
-            assert (info["pgs_schema"], info["pgs_name"]) == (pg.schema, "order_totals"), name
+            assert (info["schema_name"], info["table_name"]) == (pg.schema, "order_totals"), name
             assert info["stale"] is False
 
         _, logs = run_dbt_and_capture(
@@ -334,4 +334,4 @@ sources:
             ],
             expect_pass=False,
         )
-        assert "resolves to marts.raw_orders, which is not a pg_stream stream table" in logs
+        assert "resolves to marts.raw_orders, which is not a stream table" in logs

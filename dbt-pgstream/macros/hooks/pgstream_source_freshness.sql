@@ -1,6 +1,6 @@
 {#- dbt run-operation pgstream_source_freshness --args '{"source_name": "marts.order_totals"}'
-    The freshness of one stream table as pg_stream sees it. Returns (and logs) a dict:
-    pgs_schema, pgs_name, last_refresh_at (text or none), staleness (text or none),
+    The freshness of one stream table as the engine sees it. Returns (and logs) a dict:
+    schema_name, table_name, last_refresh_at (text or none), staleness (text or none),
     staleness_seconds (number or none), stale (true / false; none for a cron or CALCULATED
     schedule, which has no duration to compare with; always true when never refreshed).
     `source_name` is resolved in this order:
@@ -14,16 +14,17 @@
 {% macro default__pgstream_source_freshness(source_name) -%}
   {%- if not execute -%}{{ return(none) }}{%- endif -%}
   {%- set relation = dbt_pgstream._pgstream_resolve_name(source_name) -%}
+  {%- set e = dbt_pgstream._pgstream_engine() -%}
   {%- call statement('pgstream_source_freshness', fetch_result=True, auto_begin=True) -%}
     {{ dbt_pgstream._pgstream_assert_installed_sql() }};
     SELECT row_to_json(f)::text FROM (
-        SELECT s.pgs_schema, s.pgs_name,
+        SELECT s.{{ e.st_schema }} AS schema_name, s.{{ e.st_name }} AS table_name,
                to_char(s.last_refresh_at, 'YYYY-MM-DD"T"HH24:MI:SS.USOF') AS last_refresh_at,
                date_trunc('second', s.staleness)::text AS staleness,
                extract(epoch FROM s.staleness)::float8 AS staleness_seconds,
                CASE WHEN NOT s.is_populated OR s.last_refresh_at IS NULL THEN true
                     ELSE s.stale END AS stale
-        FROM pgstream.pg_stat_stream_tables AS s
+        FROM {{ e.stat }} AS s
         WHERE {{ dbt_pgstream._pgstream_catalog_match(relation, 's') }}
     ) AS f
   {%- endcall -%}
@@ -32,10 +33,10 @@
   {%- if rows | length == 0 -%}
     {{ exceptions.raise_compiler_error(
         "dbt_pgstream: pgstream_source_freshness: '" ~ source_name ~ "' resolves to "
-        ~ relation.schema ~ '.' ~ relation.identifier ~ ", which is not a pg_stream stream table") }}
+        ~ relation.schema ~ '.' ~ relation.identifier ~ ", which is not a stream table") }}
   {%- endif -%}
   {%- set result = fromjson(rows[0][0]) -%}
-  {{ log('dbt_pgstream: ' ~ result.pgs_schema ~ '.' ~ result.pgs_name ~ ': last refresh '
+  {{ log('dbt_pgstream: ' ~ result.schema_name ~ '.' ~ result.table_name ~ ': last refresh '
          ~ (result.last_refresh_at or 'never') ~ ', staleness ' ~ (result.staleness or '-')
          ~ ', stale: ' ~ ('unknown (no duration schedule)' if result.stale is none
                            else result.stale | lower) ~ '\n' ~ tojson(result), info=True) }}

@@ -1,5 +1,5 @@
 {#- SQL for a source's `loaded_at_query` (dbt >= 1.10): the stream table's last_refresh_at from
-    the pg_stream catalog, so `dbt source freshness` measures the age of the last refresh.
+    the engine's catalog, so `dbt source freshness` measures the age of the last refresh.
         sources:
           - name: marts
             config:
@@ -8,17 +8,26 @@
             tables: [{name: order_totals}]
     `relation` defaults to `this` (the source table being checked). A stream table that was never
     refreshed gives NULL, which dbt reads as "infinitely old" (error/warn, never fresh); a
-    relation that is not a stream table makes the query fail with pg_stream's
-    `stream table not found: schema.table`. -#}
+    relation that is not a stream table makes the query fail with
+    `dbt_pgstream: stream table not found: schema.table`. -#}
 {% macro stream_table_loaded_at_query(relation=none) -%}
   {{ return(adapter.dispatch('stream_table_loaded_at_query', 'dbt_pgstream')(relation)) }}
 {%- endmacro %}
 
 {% macro default__stream_table_loaded_at_query(relation) -%}
   {%- set relation = relation if relation is not none else this -%}
-  {#- get_staleness() raises for a missing stream table and is NULL until the first refresh. -#}
-SELECT CASE WHEN pgstream.get_staleness({{ dbt_pgstream._pgstream_api_name(relation) }}) IS NOT NULL
-            THEN (SELECT st.last_refresh_at FROM pgstream.pgs_stream_tables AS st
-                  WHERE {{ dbt_pgstream._pgstream_catalog_match(relation) }} AND st.is_populated)
+  {%- set e = dbt_pgstream._pgstream_engine() -%}
+  {#- NULL until the first refresh. Not a stream table: SQL has no RAISE, so the query fails on a
+      cast of the message to the column's type (made of a column, so that PostgreSQL does not
+      fold it, and fail, when the branch is not taken; the engines disagree on get_staleness() of an
+      unknown name: pgstream-lite raises, pg_stream and pg_trickle return NULL). -#}
+SELECT CASE WHEN st.{{ e.id }} IS NULL
+            THEN CAST({{ dbt_pgstream._pgstream_literal('dbt_pgstream: stream table not found: '
+                      ~ relation.schema ~ '.' ~ relation.identifier) }}
+                      || COALESCE(st.{{ e.st_name }}, '') AS timestamptz)
+            WHEN st.is_populated THEN st.last_refresh_at
        END AS last_refresh_at
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN {{ e.stream_tables }} AS st
+    ON {{ dbt_pgstream._pgstream_catalog_match(relation) }}
 {%- endmacro %}

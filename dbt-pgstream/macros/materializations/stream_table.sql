@@ -131,6 +131,9 @@
     {%- endif -%}
     {%- if cfg.schedule is not none and state.schedule_changed -%}
       {%- do changes.append(['schedule', state.old_schedule, cfg.schedule]) -%}
+    {%- elif cfg.schedule is none and state.schedule_changed
+          and dbt_pgstream._pgstream_engine().alter_sets_calculated -%}
+      {%- do changes.append(['schedule', state.old_schedule, 'CALCULATED']) -%}
     {%- endif -%}
     {%- if state.refresh_mode_changed -%}
       {%- do changes.append(['refresh_mode', state.old_refresh_mode, cfg.refresh_mode]) -%}
@@ -218,7 +221,7 @@
       (An alter of indexes only calls no API function: nothing to ask.) -#}
   {%- if calls_api -%}
   {%- do statements.append('SELECT (st.xmin = pg_catalog.pg_current_xact_id()::xid) AS acted\n'
-      ~ 'FROM pgstream.pgs_stream_tables AS st\nWHERE '
+      ~ 'FROM ' ~ dbt_pgstream._pgstream_engine().stream_tables ~ ' AS st\nWHERE '
       ~ dbt_pgstream._pgstream_catalog_match(relation)) -%}
   {%- endif -%}
 
@@ -239,7 +242,7 @@ BEGIN
   FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
   WHERE n.nspname = {{ lit(relation.schema) }} AND c.relname = {{ lit(relation.identifier) }};
   IF kind IS NOT NULL AND NOT EXISTS (
-      SELECT 1 FROM pgstream.pgs_stream_tables AS st
+      SELECT 1 FROM {{ dbt_pgstream._pgstream_engine().stream_tables }} AS st
       WHERE {{ dbt_pgstream._pgstream_catalog_match(relation) }}) THEN
     EXECUTE pg_catalog.format('DROP %s %I.%I CASCADE',
         CASE kind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'

@@ -1,5 +1,5 @@
 {#- Private helpers of the monitoring run-operations (stream_table_status, wait_for_populated,
-    refresh_all_stream_tables): the project's stream_table models joined to the pg_stream catalog
+    refresh_all_stream_tables): the project's stream_table models joined to the engine's catalog
     in ONE query. The rows come back as one JSON text (fromjson), so agate never retypes a value
     (a schedule of '90' stays a string). -#}
 
@@ -63,6 +63,7 @@
     {{ return([]) }}
   {%- endif -%}
   {%- set lit = dbt_pgstream._pgstream_literal -%}
+  {%- set e = dbt_pgstream._pgstream_engine() -%}
   {%- set relations = [] -%}
   {%- for node in nodes -%}
     {%- do relations.append(dbt_pgstream._pgstream_node_relation(node)) -%}
@@ -81,18 +82,18 @@
         SELECT wanted.ordinal, wanted.model,
                wanted.schema_name || '.' || wanted.table_name AS relation,
                wanted.schema_name AS schema, wanted.table_name AS "table",
-               (s.pgs_id IS NOT NULL) AS deployed,
+               (s.{{ e.id }} IS NOT NULL) AS deployed,
                s.status, s.refresh_mode, COALESCE(s.schedule, 'CALCULATED') AS schedule,
                s.is_populated, s.consecutive_errors,
-               (s.pgs_id IS NOT NULL AND (NOT s.is_populated OR s.last_refresh_at IS NULL
+               (s.{{ e.id }} IS NOT NULL AND (NOT s.is_populated OR s.last_refresh_at IS NULL
                                           OR COALESCE(s.stale, false))) AS stale,
                round(extract(epoch FROM s.staleness)::numeric, 1)::float8 AS staleness_seconds,
                date_trunc('second', s.staleness)::text AS staleness,
                to_char(s.last_refresh_at, 'YYYY-MM-DD HH24:MI:SS TZ') AS last_refresh_at,
-               (SELECT max(depth.level) FROM depth WHERE depth.pgs_id = s.pgs_id) AS depth
+               (SELECT max(depth.level) FROM depth WHERE depth.st_id = s.{{ e.id }}) AS depth
         FROM wanted
-        LEFT JOIN pgstream.pg_stat_stream_tables AS s
-            ON s.pgs_schema = wanted.schema_name AND s.pgs_name = wanted.table_name
+        LEFT JOIN {{ e.stat }} AS s
+            ON s.{{ e.st_schema }} = wanted.schema_name AND s.{{ e.st_name }} = wanted.table_name
     )
     SELECT COALESCE(json_agg(row_to_json(rows) ORDER BY rows.deployed DESC, rows.depth,
                              rows.model, rows.ordinal), '[]')::text AS catalog

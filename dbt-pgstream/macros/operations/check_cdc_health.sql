@@ -1,6 +1,6 @@
 {#- dbt run-operation check_cdc_health
-    Prints pgstream.check_cdc_health() (one row per source table pg_stream captures changes
-    from, in this database) and fails, naming the source tables and their alerts, when any row
+    Prints the engine's check_cdc_health() (one row per base table the engine captures changes
+    from, in this database; pg_stream and pg_trickle list base tables only, not stream tables) and fails, naming the source tables and their alerts, when any row
     has an alert. Returns the rows (dicts) to a calling macro. -#}
 {% macro check_cdc_health() -%}
   {{ return(adapter.dispatch('check_cdc_health', 'dbt_pgstream')()) }}
@@ -11,7 +11,7 @@
   {%- call statement('pgstream_check_cdc_health', fetch_result=True, auto_begin=True) -%}
     {{ dbt_pgstream._pgstream_assert_installed_sql() }};
     SELECT COALESCE(json_agg(row_to_json(h) ORDER BY h.source_table), '[]')::text AS health
-    FROM pgstream.check_cdc_health() AS h
+    FROM {{ dbt_pgstream._pgstream_fn('check_cdc_health') }}() AS h
   {%- endcall -%}
   {%- set rows = fromjson(load_result('pgstream_check_cdc_health').table.rows[0][0]) -%}
   {%- do adapter.commit() -%}

@@ -9,6 +9,7 @@
 {% macro default__drop_all_stream_tables() -%}
   {%- if not execute -%}{{ return('') }}{%- endif -%}
   {%- set lit = dbt_pgstream._pgstream_literal -%}
+  {%- set e = dbt_pgstream._pgstream_engine() -%}
   {%- set relations = [] -%}
   {%- for node in dbt_pgstream._pgstream_stream_table_nodes() -%}
     {%- do relations.append(dbt_pgstream._pgstream_node_relation(node)) -%}
@@ -32,9 +33,9 @@
     {{ dbt_pgstream._pgstream_depth_ctes() }}
     SELECT wanted.ordinal, max(depth.level) AS level
     FROM wanted
-    JOIN pgstream.pgs_stream_tables AS st
-        ON st.pgs_schema = wanted.schema_name AND st.pgs_name = wanted.table_name
-    JOIN depth ON depth.pgs_id = st.pgs_id
+    JOIN {{ e.stream_tables }} AS st
+        ON st.{{ e.st_schema }} = wanted.schema_name AND st.{{ e.st_name }} = wanted.table_name
+    JOIN depth ON depth.st_id = st.{{ e.id }}
     GROUP BY wanted.ordinal
     ORDER BY max(depth.level) DESC, wanted.ordinal
   {%- endcall -%}

@@ -37,7 +37,7 @@
     {{ exceptions.raise_compiler_error(
         'dbt_pgstream: refresh_all_stream_tables: stream table(s) SUSPENDED: '
         ~ suspended | join(', ') ~ '; resume them (config status: ACTIVE, or '
-        ~ 'pgstream.alter_stream_table(name, status => \'ACTIVE\')). Nothing was refreshed.') }}
+        ~ dbt_pgstream._pgstream_resume_hint("'schema.name'") ~ '). Nothing was refreshed.') }}
   {%- endif -%}
   {%- set refreshed = [] -%}
   {%- for row in rows -%}

@@ -1,7 +1,7 @@
 {#- dbt run-operation wait_for_populated --args '{"timeout_seconds": 60}'
     Blocks until every stream table of the project (or of `select`: 'tag:<tag>', a model name,
     or a list of those) is populated, e.g. in CI after models built with initialize: false,
-    while the pg_stream scheduler fills them. Re-checks the catalog every `poll_seconds`
+    while the engine's scheduler fills them. Re-checks the catalog every `poll_seconds`
     (SELECT pg_sleep between checks; no lock is held while it sleeps), for at most
     `timeout_seconds`; on timeout it fails naming the stream tables still empty (a model whose
     stream table does not exist counts as empty). -#}

@@ -85,14 +85,16 @@
 {%- endmacro %}
 
 
-{#- The comment __pgs_row_id gets when persist_docs is on and the YAML does not describe it. -#}
+{#- The comment the engine's row-id column (__pgs_row_id / __pgt_row_id) gets when persist_docs
+    is on and the YAML does not describe it. -#}
 {% macro _pgstream_row_id_comment() -%}
-  pg_stream's internal row id (__pgs_row_id): the engine's row identity for differential refresh. Ignore it.
+  {%- set e = dbt_pgstream._pgstream_engine() -%}
+  {{ e.extension }}'s internal row id ({{ e.row_id }}): the engine's row identity for differential refresh. Ignore it.
 {%- endmacro %}
 
 
 {#- COMMENT statements for persist_docs (relation: the model's description; columns: the YAML
-    columns' descriptions, and __pgs_row_id's own comment). A (re)created table gets them all (in
+    columns' descriptions, and the row-id column's own comment). A (re)created table gets them all (in
     one DO block that skips columns the table does not have); a table left in place gets only the
     ones that differ from the look-up. Comments are never removed (as dbt). -#}
 {% macro _pgstream_docs_sql(relation, state, rebuilt) %}
@@ -115,8 +117,9 @@
       {%- do wanted.update({name: column.description}) -%}
     {%- endfor -%}
   {%- endif -%}
-  {%- if '__pgs_row_id' not in wanted -%}
-    {%- do wanted.update({'__pgs_row_id': dbt_pgstream._pgstream_row_id_comment()}) -%}
+  {%- set row_id = dbt_pgstream._pgstream_engine().row_id -%}
+  {%- if row_id not in wanted -%}
+    {%- do wanted.update({row_id: dbt_pgstream._pgstream_row_id_comment()}) -%}
   {%- endif -%}
   {%- set guarded = [] -%}
   {%- for name, text in wanted.items() -%}

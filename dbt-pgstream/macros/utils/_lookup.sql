@@ -4,6 +4,7 @@
     comparison happens in SQL, so no query text travels back through agate. -#}
 {% macro _pgstream_lookup(relation, cfg, query) %}
   {%- set lit = dbt_pgstream._pgstream_literal -%}
+  {%- set e = dbt_pgstream._pgstream_engine() -%}
   {%- call statement('pgstream_lookup', fetch_result=True, auto_begin=True) -%}
     {{ dbt_pgstream._pgstream_assert_installed_sql() }};
     SELECT
@@ -12,7 +13,7 @@
             WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table'
             ELSE 'relation of relkind ' || rel.relkind::text
         END AS relation_kind,
-        (st.pgs_id IS NOT NULL) AS is_stream_table,
+        (st.{{ e.id }} IS NOT NULL) AS is_stream_table,
         EXISTS (SELECT 1 FROM pg_catalog.pg_namespace AS sch
                 WHERE sch.nspname = {{ lit(relation.schema) }}) AS schema_exists,
         COALESCE(st.schedule, 'CALCULATED') AS old_schedule,
@@ -36,7 +37,7 @@
     LEFT JOIN (pg_catalog.pg_class AS rel
                JOIN pg_catalog.pg_namespace AS ns ON ns.oid = rel.relnamespace)
         ON ns.nspname = {{ lit(relation.schema) }} AND rel.relname = {{ lit(relation.identifier) }}
-    LEFT JOIN pgstream.pgs_stream_tables AS st
+    LEFT JOIN {{ e.stream_tables }} AS st
         ON {{ dbt_pgstream._pgstream_catalog_match(relation) }}
   {%- endcall -%}
   {%- set row = load_result('pgstream_lookup').table.rows[0] -%}

@@ -33,8 +33,9 @@
 
 {#- Predicate selecting the catalog row of `relation` (schema and name compared apart). -#}
 {% macro _pgstream_catalog_match(relation, alias='st') -%}
-  {{ alias }}.pgs_schema = {{ dbt_pgstream._pgstream_literal(relation.schema) }}
-    AND {{ alias }}.pgs_name = {{ dbt_pgstream._pgstream_literal(relation.identifier) }}
+  {%- set e = dbt_pgstream._pgstream_engine() -%}
+  {{ alias }}.{{ e.st_schema }} = {{ dbt_pgstream._pgstream_literal(relation.schema) }}
+    AND {{ alias }}.{{ e.st_name }} = {{ dbt_pgstream._pgstream_literal(relation.identifier) }}
 {%- endmacro %}
 
 
@@ -47,90 +48,104 @@
 {%- endmacro %}
 
 
-{#- The pg_stream SQL API version this package is written against (shared/pgstream-api.md). -#}
-{% macro _pgstream_api_version() -%}v0.1{%- endmacro %}
+{#- The SQL API this package is written against, per engine API (docs/engines.md). -#}
+{% macro _pgstream_api_version(engine=none) -%}
+  {%- set e = engine if engine is not none else dbt_pgstream._pgstream_engine() -%}
+  {{- 'pg_trickle 0.67+' if e.api == 'pg_trickle' else 'pg_stream v0.1' -}}
+{%- endmacro %}
 
 
-{#- The contract's objects (in schema pgstream) the package calls or reads. Names are kept
-    unqualified here and qualified at run time, so the check's text never reads like a call. -#}
-{% macro _pgstream_required_objects() %}
+{#- The API objects (in the engine's schema) the package calls or reads: each function with the
+    argument names the package passes (every call uses named arguments, so only the names and
+    their presence matter, not the position or the full signature, which grows between versions
+    of pg_trickle). Names are kept unqualified here and qualified at run time. -#}
+{% macro _pgstream_required_objects(engine=none) %}
+  {%- set e = engine if engine is not none else dbt_pgstream._pgstream_engine() -%}
+  {%- set functions = {
+      'create_stream_table': ['name', 'query', 'schedule', 'refresh_mode', 'initialize'],
+      'alter_stream_table': ['name', 'schedule', 'refresh_mode', 'status'],
+      'drop_stream_table': ['name'],
+      'refresh_stream_table': ['name'],
+  } -%}
+  {%- if e.api == 'pg_trickle' -%}
+    {%- do functions.update({'resume_stream_table': ['name']}) -%}
+  {%- endif -%}
   {{ return({
-      'functions': [
-          'create_stream_table(text,text,text,text,boolean)',
-          'alter_stream_table(text,text,text,text)',
-          'drop_stream_table(text)',
-          'refresh_stream_table(text)',
-      ],
-      'tables': ['pgs_stream_tables', 'pgs_dependencies', 'pg_stat_stream_tables'],
+      'functions': functions,
+      'tables': [e.stream_tables.split('.')[1], e.dependencies.split('.')[1],
+                 'pg_stat_stream_tables'],
   }) }}
 {% endmacro %}
 
 
 {#- One clear error, instead of "schema pgstream does not exist" or "permission denied for
     schema pgstream", sent in the same round trip as the statement that follows it. In order:
-    pg_stream missing; a role without the rights the package needs (USAGE on schema pgstream,
-    SELECT on the catalog, EXECUTE on the API functions: all missing ones are named); an API of
-    another version (a function the package calls is missing or has another signature). -#}
+    no engine installed; a role without the rights the package needs (USAGE on the engine's
+    schema, SELECT on the catalog, EXECUTE on the API functions: all missing ones are named); an
+    API of another version (a function the package calls is missing or lacks an argument). -#}
 {% macro _pgstream_assert_installed_sql() -%}
   {%- set lit = dbt_pgstream._pgstream_literal -%}
-  {%- set required = dbt_pgstream._pgstream_required_objects() -%}
-  {%- set api = dbt_pgstream._pgstream_api_version() -%}
-  {%- set not_installed = 'dbt_pgstream: pg_stream is not installed in database "%s" (no table '
-      ~ 'pgstream.pgs_stream_tables).%s Install the pg_stream extension in this database '
-      ~ '(CREATE EXTENSION pg_stream;, run by a superuser) before running stream_table models '
-      ~ 'or dbt_pgstream operations.' -%}
+  {%- set e = dbt_pgstream._pgstream_engine() -%}
+  {%- set required = dbt_pgstream._pgstream_required_objects(e) -%}
+  {%- set api = dbt_pgstream._pgstream_api_version(e) -%}
+  {%- set not_installed = 'dbt_pgstream: no stream-table engine is installed in database "%s": '
+      ~ 'pg_stream is not installed (no table pgstream.pgs_stream_tables) and pg_trickle is not '
+      ~ 'installed (no table pgtrickle.pgt_stream_tables). Get one before running stream_table '
+      ~ 'models or dbt_pgstream operations: CREATE EXTENSION pg_trickle; (or CREATE EXTENSION '
+      ~ 'pg_stream;), run by a superuser on a server that preloads it; or, where no extension '
+      ~ 'can be installed, pgstream-lite: pgstream-lite install --dsn <this database URI>.' -%}
   {%- set denied = 'dbt_pgstream: role "%s" lacks rights dbt_pgstream needs in database "%s": '
       ~ '%s. Grant them (see "Grants a dbt role needs" in the dbt-pgstream README), e.g. '
-      ~ 'GRANT USAGE ON SCHEMA pgstream TO %s; GRANT SELECT ON ALL TABLES IN SCHEMA pgstream '
-      ~ 'TO %s;' -%}
-  {%- set mismatch = 'dbt_pgstream: the pg_stream in database "%s" (%s) does not provide the '
-      ~ 'pg_stream SQL API ' ~ api ~ ' this package requires: %s. Install or upgrade to a '
-      ~ 'pg_stream that implements API ' ~ api ~ ', or use a dbt_pgstream release made for '
-      ~ 'your version.' -%}
+      ~ 'GRANT USAGE ON SCHEMA ' ~ e.schema ~ ' TO %s; GRANT SELECT ON ALL TABLES IN SCHEMA '
+      ~ e.schema ~ ' TO %s;' -%}
+  {%- set mismatch = 'dbt_pgstream: the ' ~ e.extension ~ ' in database "%s" (%s) does not '
+      ~ 'provide the ' ~ api ~ ' SQL API this package requires: %s. Install or upgrade to a '
+      ~ 'version that implements it, or use a dbt_pgstream release made for your version.' -%}
   {%- set body -%}
 DECLARE
   v_denied text[] := '{}';
   v_missing text[] := '{}';
   v_obj text;
+  v_fn regprocedure;
   v_version text;
   v_role text := pg_catalog.quote_ident(current_user::text);
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = 'pgstream') THEN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = {{ lit(e.schema) }}) THEN
     RAISE EXCEPTION USING MESSAGE = pg_catalog.format({{ lit(not_installed) }},
-      pg_catalog.current_database(),
-      CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = 'pgtrickle')
-           THEN ' Found schema pgtrickle (pg_trickle, the renamed extension): dbt_pgstream '
-                || 'targets the pg_stream API (schema pgstream).' ELSE '' END);
+      pg_catalog.current_database());
   END IF;
-  IF NOT pg_catalog.has_schema_privilege('pgstream', 'USAGE') THEN
-    v_denied := v_denied || 'USAGE on schema pgstream'::text;
+  IF NOT pg_catalog.has_schema_privilege({{ lit(e.schema) }}, 'USAGE') THEN
+    v_denied := v_denied || {{ lit('USAGE on schema ' ~ e.schema) }}::text;
   ELSE
-    IF pg_catalog.to_regclass('pgstream.pgs_stream_tables') IS NULL THEN
+    IF pg_catalog.to_regclass({{ lit(e.stream_tables) }}) IS NULL THEN
       RAISE EXCEPTION USING MESSAGE = pg_catalog.format({{ lit(not_installed) }},
-        pg_catalog.current_database(), '');
+        pg_catalog.current_database());
     END IF;
     FOREACH v_obj IN ARRAY ARRAY[{% for t in required.tables %}{{ lit(t) }}{{ ', ' if not loop.last }}{% endfor %}]::text[] LOOP
-      v_obj := 'pgstream.' || v_obj;
+      v_obj := {{ lit(e.schema ~ '.') }} || v_obj;
       IF pg_catalog.to_regclass(v_obj) IS NULL THEN
         v_missing := v_missing || ('relation ' || v_obj || ' is missing');
       ELSIF NOT pg_catalog.has_table_privilege(v_obj, 'SELECT') THEN
         v_denied := v_denied || ('SELECT on ' || v_obj);
       END IF;
     END LOOP;
-    FOREACH v_obj IN ARRAY ARRAY[{% for f in required.functions %}{{ lit(f) }}{{ ', ' if not loop.last }}{% endfor %}]::text[] LOOP
-      v_obj := 'pgstream.' || v_obj;
-      IF pg_catalog.to_regprocedure(v_obj) IS NULL THEN
-        v_missing := v_missing || ('function ' || v_obj || ' is missing'
-          || COALESCE(' (found ' || (
-               SELECT pg_catalog.string_agg(p.oid::regprocedure::text, ', ' ORDER BY p.oid)
-               FROM pg_catalog.pg_proc AS p
-               WHERE p.pronamespace = 'pgstream'::regnamespace
-                 AND p.proname = pg_catalog.split_part(pg_catalog.split_part(v_obj, '(', 1), '.', 2)
-             ) || ')', ''));
-      ELSIF NOT pg_catalog.has_function_privilege(v_obj, 'EXECUTE') THEN
-        v_denied := v_denied || ('EXECUTE on function ' || v_obj);
-      END IF;
-    END LOOP;
+    {%- for fn, args in required.functions.items() %}
+    SELECT p.oid::regprocedure INTO v_fn FROM pg_catalog.pg_proc AS p
+    WHERE p.pronamespace = {{ lit(e.schema) }}::regnamespace AND p.proname = {{ lit(fn) }}
+      AND p.proargnames @> ARRAY[{% for a in args %}{{ lit(a) }}{{ ', ' if not loop.last }}{% endfor %}]::text[]
+    ORDER BY p.oid LIMIT 1;
+    IF v_fn IS NULL THEN
+      v_missing := v_missing || ('function ' || {{ lit(e.schema) }} || '.'
+                                 || {{ lit(fn ~ '(' ~ args | join(', ') ~ ') is missing') }}
+        || COALESCE(' (found ' || (
+             SELECT pg_catalog.string_agg(p.oid::regprocedure::text, ', ' ORDER BY p.oid)
+             FROM pg_catalog.pg_proc AS p
+             WHERE p.pronamespace = {{ lit(e.schema) }}::regnamespace AND p.proname = {{ lit(fn) }}
+           ) || ')', ''));
+    ELSIF NOT pg_catalog.has_function_privilege(v_fn, 'EXECUTE') THEN
+      v_denied := v_denied || ('EXECUTE on function ' || v_fn::text);
+    END IF;
+    {%- endfor %}
   END IF;
   IF pg_catalog.cardinality(v_denied) > 0 THEN
     RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
@@ -138,11 +153,12 @@ BEGIN
                                   pg_catalog.array_to_string(v_denied, ', '), v_role, v_role);
   END IF;
   IF pg_catalog.cardinality(v_missing) > 0 THEN
-    SELECT 'pg_stream extension version ' || e.extversion INTO v_version
-    FROM pg_catalog.pg_extension AS e WHERE e.extname = 'pg_stream';
+    SELECT {{ lit(e.extension ~ ' extension version ') }} || x.extversion INTO v_version
+    FROM pg_catalog.pg_extension AS x WHERE x.extname = {{ lit(e.extension) }};
     RAISE EXCEPTION USING MESSAGE = pg_catalog.format({{ lit(mismatch) }},
       pg_catalog.current_database(),
-      COALESCE(v_version, 'schema pgstream, no pg_stream extension: e.g. pgstream-lite'),
+      COALESCE(v_version, {{ lit('schema ' ~ e.schema ~ ', no ' ~ e.extension
+                                 ~ ' extension: e.g. pgstream-lite') }}),
       pg_catalog.array_to_string(v_missing, '; '));
   END IF;
 END
@@ -157,15 +173,17 @@ END
 {%- endmacro %}
 
 {% macro _pgstream_sql_storage_missing(alias='st') -%}
-  NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class AS storage WHERE storage.oid = {{ alias }}.pgs_relid)
+  {%- set e = dbt_pgstream._pgstream_engine() -%}
+  NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class AS storage WHERE storage.oid = {{ alias }}.{{ e.relid }})
 {%- endmacro %}
 
 {#- An upstream table or stream table this one reads was dropped (e.g. replaced earlier in this
     run): its recorded oid no longer exists, so this stream table reads a dead relation. -#}
 {% macro _pgstream_sql_upstream_replaced(alias='st') -%}
+  {%- set e = dbt_pgstream._pgstream_engine() -%}
   EXISTS (
-      SELECT 1 FROM pgstream.pgs_dependencies AS dep
-      WHERE dep.pgs_id = {{ alias }}.pgs_id
+      SELECT 1 FROM {{ e.dependencies }} AS dep
+      WHERE dep.{{ e.id }} = {{ alias }}.{{ e.id }}
         AND dep.source_type IN ('TABLE', 'STREAM_TABLE')
         AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class AS src WHERE src.oid = dep.source_relid))
 {%- endmacro %}
@@ -174,9 +192,10 @@ END
     refreshes fail, so it must be re-created (which fails clearly, keeping the old one, unless the
     column is back). -#}
 {% macro _pgstream_sql_source_column_dropped(alias='st') -%}
+  {%- set e = dbt_pgstream._pgstream_engine() -%}
   EXISTS (
-      SELECT 1 FROM pgstream.pgs_dependencies AS dep, unnest(dep.columns_used) AS used (col)
-      WHERE dep.pgs_id = {{ alias }}.pgs_id
+      SELECT 1 FROM {{ e.dependencies }} AS dep, unnest(dep.columns_used) AS used (col)
+      WHERE dep.{{ e.id }} = {{ alias }}.{{ e.id }}
         AND EXISTS (SELECT 1 FROM pg_catalog.pg_class AS src WHERE src.oid = dep.source_relid)
         AND NOT EXISTS (
             SELECT 1 FROM pg_catalog.pg_attribute AS att
@@ -184,9 +203,10 @@ END
               AND NOT att.attisdropped))
 {%- endmacro %}
 
-{#- alter_stream_table() cannot clear a schedule (NULL keeps it), so going CALCULATED replaces. -#}
+{#- pg_stream's alter_stream_table() cannot clear a schedule (NULL keeps it), so going CALCULATED
+    replaces there; pg_trickle alters it in place (schedule => 'calculated'). -#}
 {% macro _pgstream_sql_schedule_cleared(schedule, alias='st') -%}
-  {%- if schedule is none -%}
+  {%- if schedule is none and not dbt_pgstream._pgstream_engine().alter_sets_calculated -%}
     {{ alias }}.schedule IS NOT NULL
   {%- else -%}
     false
@@ -208,20 +228,21 @@ END
 {%- endmacro %}
 
 
-{#- CTEs `edges` (stream table -> stream table it reads) and `depth` (pgs_id, level: the length
+{#- CTEs `edges` (stream table -> stream table it reads) and `depth` (st_id, level: the length
     of a chain of stream tables it reads from; max(level) orders upstream first / downstream
     first). To be used inside a WITH RECURSIVE. -#}
 {% macro _pgstream_depth_ctes() -%}
+{%- set e = dbt_pgstream._pgstream_engine() -%}
 edges AS (
-    SELECT dep.pgs_id AS child, up.pgs_id AS parent
-    FROM pgstream.pgs_dependencies AS dep
-    JOIN pgstream.pgs_stream_tables AS up ON up.pgs_relid = dep.source_relid
+    SELECT dep.{{ e.id }} AS child, up.{{ e.id }} AS parent
+    FROM {{ e.dependencies }} AS dep
+    JOIN {{ e.stream_tables }} AS up ON up.{{ e.relid }} = dep.source_relid
 ),
-depth (pgs_id, level) AS (
-    SELECT pgs_id, 0 FROM pgstream.pgs_stream_tables
+depth (st_id, level) AS (
+    SELECT {{ e.id }}, 0 FROM {{ e.stream_tables }}
     UNION
     SELECT edges.child, depth.level + 1
-    FROM depth JOIN edges ON edges.parent = depth.pgs_id
+    FROM depth JOIN edges ON edges.parent = depth.st_id
     WHERE depth.level < 1000
 )
 {%- endmacro %}

@@ -1,4 +1,4 @@
-{#- Generic test: fails, one row per problem, unless the model (or source) is a pg_stream stream
+{#- Generic test: fails, one row per problem, unless the model (or source) is a stream
     table that exists, is ACTIVE, is populated and has no consecutive refresh errors. So it fails
     for SUSPENDED, ERROR and INITIALIZING tables and for one that was never refreshed.
         models:
@@ -7,14 +7,15 @@
 -#}
 {% test stream_table_healthy(model) %}
 {%- set model = dbt_pgstream._pgstream_tested_relation(model) -%}
+{%- set e = dbt_pgstream._pgstream_engine() -%}
 WITH st AS (
-    SELECT st.* FROM pgstream.pgs_stream_tables AS st
+    SELECT st.* FROM {{ e.stream_tables }} AS st
     WHERE {{ dbt_pgstream._pgstream_catalog_match(model) }}
 )
 SELECT {{ dbt_pgstream._pgstream_literal(model.schema ~ '.' ~ model.identifier) }} AS stream_table,
        problem
 FROM (
-    SELECT 'not a pg_stream stream table' AS problem
+    SELECT 'not a stream table' AS problem
     WHERE NOT EXISTS (SELECT 1 FROM st)
     UNION ALL
     SELECT 'status is ' || st.status || ', not ACTIVE' FROM st WHERE st.status <> 'ACTIVE'
@@ -26,12 +27,12 @@ FROM (
     UNION ALL
     SELECT 'reads a relation that was dropped (oid ' || dep.source_relid::text
            || '): re-create it (dbt run)'
-    FROM st JOIN pgstream.pgs_dependencies AS dep ON dep.pgs_id = st.pgs_id
+    FROM st JOIN {{ e.dependencies }} AS dep ON dep.{{ e.id }} = st.{{ e.id }}
     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class AS c WHERE c.oid = dep.source_relid)
     UNION ALL
     SELECT 'reads column ' || used.col || ' of ' || dep.source_relid::regclass::text
            || ', which no longer exists'
-    FROM st JOIN pgstream.pgs_dependencies AS dep ON dep.pgs_id = st.pgs_id
+    FROM st JOIN {{ e.dependencies }} AS dep ON dep.{{ e.id }} = st.{{ e.id }}
     CROSS JOIN LATERAL unnest(dep.columns_used) AS used (col)
     WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class AS c WHERE c.oid = dep.source_relid)
       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute AS a

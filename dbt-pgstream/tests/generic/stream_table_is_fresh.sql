@@ -1,6 +1,7 @@
 {#- Generic test: fails (one row) when the model's (or source's) stream table is stale,
     was never refreshed (not populated) or does not exist.
-    Stale means: pg_stream's staleness (now() - data_timestamp) exceeds `max_staleness` (a
+    Stale means: the engine's staleness (stream_tables_info.staleness: now() - data_timestamp
+    on pg_stream, now() - last_refresh_at on pg_trickle) exceeds `max_staleness` (a
     duration: '30s', '10m', '1h30m', '2d', '1w' or a number of seconds), by default the table's
     own schedule. A cron or CALCULATED schedule has no duration: without max_staleness the test
     fails and says so.
@@ -12,6 +13,7 @@
 -#}
 {% test stream_table_is_fresh(model, max_staleness=none) %}
 {%- set model = dbt_pgstream._pgstream_tested_relation(model) -%}
+  {%- set e = dbt_pgstream._pgstream_engine() -%}
   {%- set lit = dbt_pgstream._pgstream_literal -%}
   {#- checked when the test runs (at parse time `model` is not the tested relation yet) -#}
   {%- if execute and max_staleness is not none -%}
@@ -30,17 +32,17 @@
   {%- endif -%}
 WITH st AS (
     SELECT i.*,
-           pgstream.parse_duration_seconds(
+           {{ e.schema }}.parse_duration_seconds(
                {{ lit(max_staleness | string | trim) if max_staleness is not none else 'i.schedule' }}
            ) AS max_seconds,
            {{ lit(max_staleness | string | trim) if max_staleness is not none
               else "COALESCE(i.schedule, 'CALCULATED')" }} AS max_text
-    FROM pgstream.stream_tables_info AS i
+    FROM {{ e.info }} AS i
     WHERE {{ dbt_pgstream._pgstream_catalog_match(model, 'i') }}
 )
 SELECT {{ lit(model.schema ~ '.' ~ model.identifier) }} AS stream_table, problem
 FROM (
-    SELECT 'not a pg_stream stream table' AS problem
+    SELECT 'not a stream table' AS problem
     WHERE NOT EXISTS (SELECT 1 FROM st)
     UNION ALL
     SELECT CASE

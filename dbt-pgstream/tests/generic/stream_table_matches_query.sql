@@ -1,6 +1,6 @@
 {#- Generic test: fails when the rows stored in the model's stream table differ from a fresh
-    evaluation of its defining query (from the pg_stream catalog), compared as multisets in both
-    directions over the query's columns (__pgs_row_id and any other __pgs_ column ignored).
+    evaluation of its defining query (from the engine's catalog), compared as multisets in both
+    directions over the query's columns (the engine's own __pgs_ / __pgt_ columns ignored).
     Returns one row per differing row: diff ('missing' = in the query result but not stored,
     'extra' = stored but not in the query result), missing_rows and extra_rows (the totals) and
     row_data (the row as JSON); so the failure count is missing + extra. Both sides are read in
@@ -15,19 +15,21 @@
   {%- set lit = dbt_pgstream._pgstream_literal -%}
   {%- set definition = none -%}
   {%- if execute -%}
+    {%- set e = dbt_pgstream._pgstream_engine() -%}
     {%- set found = run_query(
         "SELECT row_to_json(d)::text FROM (SELECT st.defining_query AS query,"
         ~ " (SELECT json_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute AS a"
-        ~ "   WHERE a.attrelid = st.pgs_relid AND a.attnum > 0 AND NOT a.attisdropped"
-        ~ "     AND a.attname::text NOT LIKE '\\_\\_pgs\\_%') AS columns"
-        ~ " FROM pgstream.pgs_stream_tables AS st WHERE "
+        ~ "   WHERE a.attrelid = st." ~ e.relid ~ " AND a.attnum > 0 AND NOT a.attisdropped"
+        ~ "     AND pg_catalog.left(a.attname::text, " ~ e.internal_prefix | length ~ ") <> "
+        ~ lit(e.internal_prefix) ~ ") AS columns"
+        ~ " FROM " ~ e.stream_tables ~ " AS st WHERE "
         ~ dbt_pgstream._pgstream_catalog_match(model) ~ ") AS d") -%}
     {%- if found.rows | length == 1 -%}
       {%- set definition = fromjson(found.rows[0][0]) -%}
     {%- endif -%}
   {%- endif -%}
   {%- if definition is none or not definition.columns -%}
-SELECT {{ lit('not a pg_stream stream table' if execute else 'not compiled') }}::text AS diff,
+SELECT {{ lit('not a stream table' if execute else 'not compiled') }}::text AS diff,
        NULL::bigint AS missing_rows, NULL::bigint AS extra_rows,
        {{ lit(model.schema ~ '.' ~ model.identifier) }}::text AS row_data
   {%- else -%}

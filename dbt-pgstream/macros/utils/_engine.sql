@@ -1,0 +1,125 @@
+{#- Private: the engine behind the target database and every engine-specific name the package
+    uses. The ONLY place that knows how pg_stream (and pgstream-lite, which implements its API)
+    and pg_trickle (the same extension after its rename) spell things; every other macro reads
+    the names from the dict returned here.
+
+    _pgstream_engine() -> dict:
+      engine      'pg_trickle', 'pg_stream' or 'pgstream-lite' (schema pgstream without the
+                  extension), or none when no engine is installed (the names are then
+                  pg_stream's, so the install check reports it)
+      version     the extension's version (text), or none for pgstream-lite
+      api         'pg_stream' or 'pg_trickle': which SQL API the names below belong to
+      schema, prefix ('pgs' / 'pgt'), catalog relations (stream_tables, dependencies,
+      refresh_history, stat, info), catalog columns (id, relid, st_name, st_schema), storage
+      columns (row_id, count, internal_prefix), and what the API can do in place
+      (alter_sets_calculated: alter_stream_table can go back to a CALCULATED schedule).
+
+    Read once per dbt invocation (one query, kept in the run's `graph` dict: every node of a run
+    shares it), so a model's deploy still costs one catalog round trip. Project var
+    `dbt_pgstream_engine` ('pg_stream' or 'pg_trickle') picks the API when a database has both. -#}
+{% macro _pgstream_engine() %}
+  {%- set cache_key = '__dbt_pgstream_engine__' -%}
+  {%- if execute and graph is mapping and graph.get(cache_key) is mapping -%}
+    {{ return(graph[cache_key]) }}
+  {%- endif -%}
+  {%- set found = {'pgtrickle': false, 'pgstream': false, 'extension': none, 'version': none} -%}
+  {%- if execute -%}
+    {%- set detect -%}
+      SELECT
+        EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = 'pgtrickle') AS pgtrickle,
+        EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = 'pgstream') AS pgstream,
+        (SELECT pg_catalog.string_agg(e.extname || ' ' || e.extversion, ',' ORDER BY e.extname)
+         FROM pg_catalog.pg_extension AS e
+         WHERE e.extname IN ('pg_stream', 'pg_trickle')) AS extensions
+    {%- endset -%}
+    {%- set row = run_query(detect).rows[0] -%}
+    {%- do found.update({'pgtrickle': row['pgtrickle'], 'pgstream': row['pgstream']}) -%}
+    {%- for item in (row['extensions'] or '').split(',') if item -%}
+      {%- do found.update({item.split(' ')[0]: item.split(' ')[1]}) -%}
+    {%- endfor -%}
+  {%- endif -%}
+  {%- set wanted = var('dbt_pgstream_engine', none) -%}
+  {%- if wanted not in [none, 'pg_stream', 'pg_trickle'] -%}
+    {{ exceptions.raise_compiler_error("dbt_pgstream: var dbt_pgstream_engine="
+        ~ wanted ~ " is not allowed; expected 'pg_stream' or 'pg_trickle' (or leave it unset "
+        ~ "to detect the engine)") }}
+  {%- endif -%}
+  {%- if wanted == 'pg_trickle' or (wanted is none and found.pgtrickle) -%}
+    {%- set names = dbt_pgstream._pgstream_engine_names('pg_trickle') -%}
+    {%- do names.update({'engine': 'pg_trickle' if found.pgtrickle else none,
+                         'version': found.get('pg_trickle')}) -%}
+  {%- else -%}
+    {%- set names = dbt_pgstream._pgstream_engine_names('pg_stream') -%}
+    {%- if not found.pgstream -%}
+      {%- set engine = none -%}
+    {%- elif found.get('pg_stream') -%}
+      {%- set engine = 'pg_stream' -%}
+    {%- else -%}
+      {%- set engine = 'pgstream-lite' -%}
+    {%- endif -%}
+    {%- do names.update({'engine': engine, 'version': found.get('pg_stream')}) -%}
+  {%- endif -%}
+  {%- if execute and graph is mapping and names.engine is not none -%}
+    {%- do graph.update({cache_key: names}) -%}
+  {%- endif -%}
+  {{ return(names) }}
+{% endmacro %}
+
+
+{#- Private: the names of one SQL API ('pg_stream' or 'pg_trickle'). -#}
+{% macro _pgstream_engine_names(api) %}
+  {%- if api == 'pg_trickle' -%}
+    {%- set schema, prefix, extension = 'pgtrickle', 'pgt', 'pg_trickle' -%}
+  {%- else -%}
+    {%- set schema, prefix, extension = 'pgstream', 'pgs', 'pg_stream' -%}
+  {%- endif -%}
+  {{ return({
+      'api': api,
+      'extension': extension,
+      'schema': schema,
+      'prefix': prefix,
+      'stream_tables': schema ~ '.' ~ prefix ~ '_stream_tables',
+      'dependencies': schema ~ '.' ~ prefix ~ '_dependencies',
+      'refresh_history': schema ~ '.' ~ prefix ~ '_refresh_history',
+      'stat': schema ~ '.pg_stat_stream_tables',
+      'info': schema ~ '.stream_tables_info',
+      'id': prefix ~ '_id',
+      'relid': prefix ~ '_relid',
+      'st_name': prefix ~ '_name',
+      'st_schema': prefix ~ '_schema',
+      'row_id': '__' ~ prefix ~ '_row_id',
+      'count': '__' ~ prefix ~ '_count',
+      'internal_prefix': '__' ~ prefix ~ '_',
+      'alter_sets_calculated': api == 'pg_trickle',
+  }) }}
+{% endmacro %}
+
+
+{#- Private: `schema.function` of the engine's API (e.g. pgtrickle.refresh_stream_table). -#}
+{% macro _pgstream_fn(name, engine=none) -%}
+  {%- set e = engine if engine is not none else dbt_pgstream._pgstream_engine() -%}
+  {{- e.schema ~ '.' ~ name -}}
+{%- endmacro %}
+
+
+{#- Private: the schedule argument for a schedule (none = CALCULATED): pg_stream takes NULL,
+    pg_trickle takes 'calculated' (NULL is an error there). -#}
+{% macro _pgstream_schedule_arg(schedule, engine=none) -%}
+  {%- set e = engine if engine is not none else dbt_pgstream._pgstream_engine() -%}
+  {%- if schedule is none and e.api == 'pg_trickle' -%}
+    {{- dbt_pgstream._pgstream_literal('calculated') -}}
+  {%- else -%}
+    {{- dbt_pgstream._pgstream_literal(schedule) -}}
+  {%- endif -%}
+{%- endmacro %}
+
+
+{#- Private: the SQL that resumes a SUSPENDED stream table, for messages. -#}
+{% macro _pgstream_resume_hint(name_text='name', engine=none) -%}
+  {%- set e = engine if engine is not none else dbt_pgstream._pgstream_engine() -%}
+  {%- if e.api == 'pg_trickle' -%}
+    SELECT {{ e.schema }}.resume_stream_table({{ name_text }})
+  {%- else -%}
+    SELECT {{ e.schema }}.alter_stream_table({{ name_text }}, status => 'ACTIVE')
+  {%- endif -%}
+{%- endmacro %}
