@@ -240,6 +240,7 @@ def _build(
     started = time.monotonic()
     logfile = cache_root() / "logs" / f"build-{directory.name}.log"
     logfile.parent.mkdir(parents=True, exist_ok=True)
+    logfile.write_text("")
     log(f"building {spec.name} (a few minutes with compiled dependencies, ~15+ on a fresh cache)")
     log(f"source: {source.kind} {source.location} ({source.identity})")
     if source.lock:
@@ -267,6 +268,10 @@ def _build(
     _materialize_source(spec, source, src, log, logfile)
     if source.lock:
         shutil.copyfile(source.lock, src / "Cargo.lock")
+    # The target dir is shared by every build of this engine (dependencies compile once), and
+    # cargo decides that a path crate is fresh by comparing mtimes: an archive's old mtimes
+    # could pass for the previous build's. Fresh mtimes make cargo recompile the crate itself.
+    _touch_tree(src)
 
     env = _cargo_env(cargo)
     env["PGRX_HOME"] = str(directory / "pgrx-home")
@@ -454,6 +459,15 @@ def _pg_major(pg_config: Path) -> int:
     if not match:
         raise EngineError(f"cannot read the PostgreSQL version from {pg_config}: {out!r}")
     return int(match.group(1))
+
+
+def _touch_tree(root: Path) -> None:
+    now = time.time()
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            path = Path(dirpath) / name
+            if not path.is_symlink():
+                os.utime(path, (now, now))
 
 
 def _make_world_readable(root: Path) -> None:
