@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from dbt.tests.util import run_dbt
+from pgs_util import engine_sql, pgs_keys
 from psycopg import sql as pgsql
 
 from pgstream_lite.server import dsn_for
@@ -82,20 +83,28 @@ def db_dsn(server_port: int, dbt_database: str) -> str:
 
 
 @pytest.fixture(scope="class")
-def pg(db_dsn: str, project) -> Iterator[Catalog]:
+def pg(db_dsn: str, project, engine: str) -> Iterator[Catalog]:
     with psycopg.connect(db_dsn, autocommit=True) as conn:
-        yield Catalog(conn, project.test_schema)
+        yield Catalog(conn, project.test_schema, engine)
 
 
 class Catalog:
-    """Reads the pgstream catalog and the tables of the test schema, for assertions."""
+    """Reads the engine's catalog and the tables of the test schema, for assertions.
 
-    def __init__(self, conn: psycopg.Connection, schema: str) -> None:
+    SQL is written against the pg_stream API's names and run in the session engine's names
+    (pgs_util.engine_sql); catalog rows come back with pg_stream's key names (pgs_util.pgs_keys).
+    """
+
+    def __init__(self, conn: psycopg.Connection, schema: str, engine: str) -> None:
         self.conn = conn
         self.schema = schema
+        self.engine = engine
+
+    def sql(self, sql: str) -> str:
+        return engine_sql(sql, self.engine)
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[tuple]:
-        return self.conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+        return self.conn.execute(self.sql(sql), params).fetchall()  # type: ignore[arg-type]
 
     def value(self, sql: str, params: tuple | dict = ()):
         rows = self.query(sql, params)
@@ -104,14 +113,16 @@ class Catalog:
     def st(self, name: str, schema: str | None = None) -> dict | None:
         """The catalog row of a stream table (as a dict), or None."""
         cur = self.conn.execute(
-            "SELECT * FROM pgstream.pgs_stream_tables WHERE pgs_schema = %s AND pgs_name = %s",
+            self.sql(
+                "SELECT * FROM pgstream.pgs_stream_tables WHERE pgs_schema = %s AND pgs_name = %s"
+            ),
             (schema or self.schema, name),
         )
         row = cur.fetchone()
         if row is None:
             return None
         assert cur.description is not None
-        return {col.name: value for col, value in zip(cur.description, row, strict=True)}
+        return pgs_keys({col.name: value for col, value in zip(cur.description, row, strict=True)})
 
     def st_count(self) -> int:
         return self.value("SELECT count(*) FROM pgstream.pgs_stream_tables")
@@ -137,8 +148,9 @@ class Catalog:
         return self.conn.execute(sql).fetchall()
 
     def columns(self, name: str, schema: str | None = None) -> list[str]:
+        """Column names in order, the engine's own (__pgt_*) read as pg_stream's (__pgs_*)."""
         return [
-            r[0]
+            r[0].replace("__pgt_", "__pgs_", 1)
             for r in self.query(
                 "SELECT column_name FROM information_schema.columns"
                 " WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
@@ -147,4 +159,4 @@ class Catalog:
         ]
 
     def execute(self, sql: str, params: tuple | dict = ()) -> None:
-        self.conn.execute(sql, params)  # type: ignore[arg-type]
+        self.conn.execute(self.sql(sql), params)  # type: ignore[arg-type]

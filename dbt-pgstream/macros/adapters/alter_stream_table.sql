@@ -29,7 +29,8 @@ SELECT {{ e.schema }}.alter_stream_table(
     name => {{ dbt_pgstream._pgstream_api_name(relation) }}
     {%- for arg in args %},
     {{ arg }}
-    {%- endfor %})
+    {%- endfor %}),
+    {{ dbt_pgstream._pgstream_mark_acted_sql() }}
 FROM {{ e.stream_tables }} AS st
 WHERE {{ dbt_pgstream._pgstream_catalog_match(relation) }}
 {%- endmacro %}

@@ -16,7 +16,8 @@ SELECT {{ e.schema }}.create_stream_table(
     query => {{ dbt_pgstream._pgstream_literal(sql) }},
     schedule => {{ dbt_pgstream._pgstream_schedule_arg(schedule, e) }},
     refresh_mode => {{ dbt_pgstream._pgstream_literal(refresh_mode) }},
-    initialize => {{ 'true' if initialize else 'false' }})
+    initialize => {{ 'true' if initialize else 'false' }}),
+    {{ dbt_pgstream._pgstream_mark_acted_sql() }}
 WHERE NOT EXISTS (
     SELECT 1 FROM {{ e.stream_tables }} AS st
     WHERE {{ dbt_pgstream._pgstream_catalog_match(relation) }})

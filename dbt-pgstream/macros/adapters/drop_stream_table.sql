@@ -7,7 +7,8 @@
 
 {% macro default__drop_stream_table(relation, condition) -%}
 {%- set e = dbt_pgstream._pgstream_engine() -%}
-SELECT {{ e.schema }}.drop_stream_table(name => {{ dbt_pgstream._pgstream_api_name(relation) }})
+SELECT {{ e.schema }}.drop_stream_table(name => {{ dbt_pgstream._pgstream_api_name(relation) }}),
+    {{ dbt_pgstream._pgstream_mark_acted_sql() }}
 FROM {{ e.stream_tables }} AS st
 WHERE {{ dbt_pgstream._pgstream_catalog_match(relation) }}
 {%- if condition is not none %}

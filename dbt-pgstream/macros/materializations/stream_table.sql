@@ -13,7 +13,7 @@
 
   {#-- setup: validate everything before any SQL runs --#}
   {%- set cfg = dbt_pgstream._pgstream_stream_table_config() -%}
-  {%- set query = sql | trim -%}
+  {%- set query = dbt_pgstream._pgstream_query_text(sql) -%}
   {%- set full_refresh = should_full_refresh() -%}
   {%- if cfg.name == this.identifier and cfg.schema == this.schema -%}
     {%- set target_relation = this.incorporate(type='table') -%}
@@ -175,7 +175,8 @@
                'post': dbt_pgstream._pgstream_post_sql(relation, cfg, state, false)}) }}
   {%- endif -%}
 
-  {%- set statements = [dbt_pgstream._pgstream_lock_sql(relation)] -%}
+  {%- set statements = [dbt_pgstream._pgstream_lock_sql(relation),
+                        dbt_pgstream._pgstream_reset_acted_sql()] -%}
   {%- set calls_api = action != 'altered' -%}
   {%- if action == 'altered' -%}
     {%- set alter_args = {} -%}
@@ -216,13 +217,13 @@
   {#- indexes, comments, grants: in the same statement (transaction), before the last SELECT -#}
   {%- set statements = statements
       + dbt_pgstream._pgstream_post_sql(relation, cfg, state, action != 'altered') -%}
-  {#- Last: did THIS transaction write the catalog row? false = a concurrent run that held the
-      lock first already deployed this definition, and every guarded step above was a no-op.
-      (An alter of indexes only calls no API function: nothing to ask.) -#}
+  {#- Last: did THIS statement call the API? false = a concurrent run that held the lock first
+      already deployed this definition, and every guarded step above was a no-op. Each guarded
+      call sets a transaction-local marker when it runs (the catalog row's xmin cannot tell: a
+      real engine may write the row in a subtransaction). (An alter of indexes only calls no API
+      function: nothing to ask.) -#}
   {%- if calls_api -%}
-  {%- do statements.append('SELECT (st.xmin = pg_catalog.pg_current_xact_id()::xid) AS acted\n'
-      ~ 'FROM ' ~ dbt_pgstream._pgstream_engine().stream_tables ~ ' AS st\nWHERE '
-      ~ dbt_pgstream._pgstream_catalog_match(relation)) -%}
+  {%- do statements.append(dbt_pgstream._pgstream_acted_sql()) -%}
   {%- endif -%}
 
   {{ return({'action': action, 'message': message,

@@ -246,3 +246,19 @@ depth (st_id, level) AS (
     WHERE depth.level < 1000
 )
 {%- endmacro %}
+
+
+{#- The "did this act statement call the API" marker: a transaction-local setting, reset after
+    the lock, set by each guarded API call (in its select list, so it is set only when the call
+    runs), read by the act statement's last SELECT. -#}
+{% macro _pgstream_reset_acted_sql() -%}
+  SELECT pg_catalog.set_config('dbt_pgstream.acted', 'false', true)
+{%- endmacro %}
+
+{% macro _pgstream_mark_acted_sql() -%}
+  pg_catalog.set_config('dbt_pgstream.acted', 'true', true) AS dbt_pgstream_acted
+{%- endmacro %}
+
+{% macro _pgstream_acted_sql() -%}
+  SELECT pg_catalog.current_setting('dbt_pgstream.acted', true) = 'true' AS acted
+{%- endmacro %}
