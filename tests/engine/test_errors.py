@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from pgs_helpers import q1, state
+from pgs_helpers import q, q1, state
 
 CREATE = "SELECT pgstream.create_stream_table(%s, %s, %s, %s)"
 
@@ -182,11 +182,25 @@ def test_existing_plain_table(base):
     "SELECT pgstream.alter_stream_table('nope', schedule => '5m')",
     "SELECT pgstream.alter_stream_table('other.agg', status => 'ACTIVE')",
     "SELECT * FROM pgstream.get_refresh_history('nope')",
-    "SELECT pgstream.get_staleness('nope')",
-    "SELECT * FROM pgstream.explain_st('nope')",
 ])
 def test_unknown_table(base, sql):
     assert_fails(base, "stream table not found:", sql)
+
+
+@pytest.mark.parametrize("name", ["nope", "public.nope", "other.agg", "", None])
+def test_staleness_of_unknown_table_is_null(base, name):
+    """As in pg_stream 0.1: NULL, no error."""
+    assert q1(base, "SELECT pgstream.get_staleness(%s)", name) is None
+
+
+def test_explain_of_unknown_table_is_an_error_row(base):
+    """As in pg_stream 0.1: one row ('error', 'stream table not found: ...'), no error."""
+    assert q(base, "SELECT * FROM pgstream.explain_st('nope')") == \
+        [("error", "stream table not found: public.nope")]
+    assert q(base, "SELECT * FROM pgstream.explain_st('other.agg')") == \
+        [("error", "stream table not found: other.agg")]
+    assert q(base, "SELECT * FROM pgstream.explain_st('')") == \
+        [("error", "invalid argument: stream table name must not be empty")]
 
 
 def test_alter_validates(base):

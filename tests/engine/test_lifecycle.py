@@ -252,10 +252,34 @@ def test_views_are_dependencies_and_capture_reaches_base_tables(src):
     assert q(src, "SELECT action, rows_inserted, rows_deleted FROM "
                   "pgstream.get_refresh_history('st', 1)") == [("DIFFERENTIAL", 1, 1)]
     explain = dict(q(src, "SELECT * FROM pgstream.explain_st('st')"))
-    assert explain["Defining Query"] == "SELECT count(*) AS n FROM big"
-    assert explain["Refresh Mode"] == "DIFFERENTIAL"
-    assert "public.src (TABLE)" in explain["Source Tables"]
-    assert "public.big (VIEW)" in explain["Source Tables"]
+    assert explain["defining_query"] == "SELECT count(*) AS n FROM big"
+    assert explain["refresh_mode"] == "DIFFERENTIAL"
+    assert explain["source_oids"] == str(q1(src, "SELECT 'src'::regclass::oid"))
+
+
+def test_explain_st_has_pg_stream_properties(src):
+    src.execute("SELECT pgstream.create_stream_table('agg', %s, '1m', 'FULL', false)", (AGG,))
+    rows = q(src, "SELECT * FROM pgstream.explain_st('agg')")
+    assert [p for p, _ in rows] == [
+        "pgs_name", "defining_query", "refresh_mode", "status", "is_populated", "dvm_supported",
+        "operator_tree", "output_columns", "source_oids", "delta_query", "frontier"]
+    explain = dict(rows)
+    assert explain["pgs_name"] == "public.agg"
+    assert explain["defining_query"] == AGG
+    assert explain["refresh_mode"] == "FULL"
+    assert explain["status"] == "INITIALIZING"
+    assert explain["is_populated"] == "false"
+    assert explain["dvm_supported"] == "true"
+    assert explain["output_columns"] == "grp, s, c"
+    assert explain["source_oids"] == str(q1(src, "SELECT 'src'::regclass::oid"))
+    assert explain["frontier"] == "null"
+    # what pgstream-lite does not have, it says it does not have
+    assert explain["operator_tree"].startswith("none: pgstream-lite has no operator tree")
+    assert explain["delta_query"].startswith("none: pgstream-lite computes no delta query")
+    src.execute("SELECT pgstream.refresh_stream_table('agg')")
+    explain = dict(q(src, "SELECT * FROM pgstream.explain_st('public.agg')"))
+    assert (explain["status"], explain["is_populated"]) == ("ACTIVE", "true")
+    assert explain["frontier"].startswith('{"snapshot": ')
 
 
 def test_monitoring_functions(src):

@@ -419,12 +419,18 @@ $$;
 -- Refresh sets the transaction-local flag pgstream_lite.refreshing while it writes.
 CREATE OR REPLACE FUNCTION pgstream_lite.guard_dml()
 RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    v_name text;
+    v_hint text;
 BEGIN
     IF coalesce(current_setting('pgstream_lite.refreshing', true), '') <> 'on' THEN
-        RAISE EXCEPTION 'invalid argument: cannot % stream table %.%: its content is maintained by '
-                        'pgstream; use pgstream.refresh_stream_table() or change its sources',
-                        TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME
-            USING ERRCODE = 'insufficient_privilege';
+        v_name := coalesce((SELECT s.pgs_schema || '.' || s.pgs_name
+                              FROM pgstream.pgs_stream_tables s WHERE s.pgs_relid = TG_RELID),
+                           TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME);
+        v_hint := format('SELECT pgstream.refresh_stream_table(%L)', v_name);
+        RAISE EXCEPTION 'invalid argument: cannot % stream table %: its content is maintained by '
+                        'pgstream; change its sources, or refresh it: %', TG_OP, v_name, v_hint
+            USING ERRCODE = 'insufficient_privilege', HINT = v_hint;
     END IF;
     RETURN NULL;
 END;

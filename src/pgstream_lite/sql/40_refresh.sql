@@ -81,6 +81,7 @@ DECLARE
     v_secs bigint;
     v_owner text;
     v_old_role text;
+    v_hint text;
 BEGIN
     SELECT * INTO st FROM pgstream.pgs_stream_tables s WHERE s.pgs_id = p_pgs_id;
     IF NOT FOUND THEN
@@ -91,13 +92,17 @@ BEGIN
         RAISE EXCEPTION 'refresh skipped: % — another refresh is already in progress', qname;
     END IF;
     SELECT * INTO st FROM pgstream.pgs_stream_tables s WHERE s.pgs_id = p_pgs_id FOR UPDATE;
+    -- Each hint is SQL that runs as pasted (in the message, and as the error's HINT).
     IF st.status = 'SUSPENDED' THEN
-        RAISE EXCEPTION 'invalid argument: stream table % is suspended; resume it with '
-                        'SELECT pgstream.alter_stream_table(%L, status => ''ACTIVE'')', qname, qname;
+        v_hint := format('SELECT pgstream.alter_stream_table(%L, status => %L)', qname, 'ACTIVE');
+        RAISE EXCEPTION 'invalid argument: stream table % is suspended; resume it with %',
+                        qname, v_hint USING HINT = v_hint;
     END IF;
     IF st.pgs_relid IS NULL OR NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = st.pgs_relid) THEN
+        v_hint := format('SELECT pgstream.drop_stream_table(%L)', qname);
         RAISE EXCEPTION 'invalid argument: the storage table of stream table % no longer exists; '
-                        'drop it with pgstream.drop_stream_table(%L) and create it again', qname, qname;
+                        'drop the stream table and create it again: %', qname, v_hint
+            USING HINT = v_hint;
     END IF;
     SELECT d.source_relid INTO v_dead
       FROM pgstream.pgs_dependencies d
@@ -105,10 +110,11 @@ BEGIN
        AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = d.source_relid)
      LIMIT 1;
     IF FOUND THEN
+        v_hint := format('SELECT pgstream.drop_stream_table(%L)', qname);
         RAISE EXCEPTION 'invalid argument: stream table % reads a relation that was dropped '
                         '(oid %, e.g. an upstream stream table that was dropped or replaced); '
-                        'drop it with pgstream.drop_stream_table(%L) and create it again',
-                        qname, v_dead, qname;
+                        'drop it and create it again: %', qname, v_dead, v_hint
+            USING HINT = v_hint;
     END IF;
     SELECT * INTO m FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
     storage := format('%I.%I', st.pgs_schema, st.pgs_name);

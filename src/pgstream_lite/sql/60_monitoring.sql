@@ -92,13 +92,25 @@ BEGIN
 END;
 $$;
 
+-- Seconds since the last refresh; NULL when never refreshed and, as in pg_stream 0.1, when there
+-- is no such stream table.
 CREATE OR REPLACE FUNCTION pgstream.get_staleness(name text)
 RETURNS float8 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    st pgstream.pgs_stream_tables;
+    v_schema text;
+    v_table text;
+    dot integer := strpos(get_staleness.name, '.');
 BEGIN
-    st := pgstream_lite.find_st(get_staleness.name);
-    RETURN extract(epoch FROM now() - st.data_timestamp)::float8;
+    IF dot = 0 THEN
+        v_schema := current_schema();
+        v_table := get_staleness.name;
+    ELSE
+        v_schema := substr(get_staleness.name, 1, dot - 1);
+        v_table := substr(get_staleness.name, dot + 1);
+    END IF;
+    RETURN (SELECT extract(epoch FROM now() - st.data_timestamp)::float8
+              FROM pgstream.pgs_stream_tables st
+             WHERE st.pgs_schema = v_schema AND st.pgs_name = v_table);
 END;
 $$;
 
@@ -114,33 +126,45 @@ LANGUAGE sql STABLE AS $$
      ORDER BY t.source_relid
 $$;
 
+-- The properties pg_stream 0.1 reports, in its order. pgstream-lite has no operator tree and no
+-- delta query (it re-runs the defining query and compares row ids): those values say so. An
+-- unknown name gives one row ('error', 'stream table not found: ...'), as in pg_stream 0.1.
 CREATE OR REPLACE FUNCTION pgstream.explain_st(name text)
 RETURNS TABLE (property text, value text)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     st pgstream.pgs_stream_tables;
 BEGIN
-    st := pgstream_lite.find_st(explain_st.name);
+    BEGIN
+        st := pgstream_lite.find_st(explain_st.name);
+    EXCEPTION WHEN raise_exception THEN
+        RETURN QUERY SELECT 'error'::text, SQLERRM::text;
+        RETURN;
+    END;
     RETURN QUERY
     SELECT x.p, x.v FROM (VALUES
-        (1, 'Name', st.pgs_schema || '.' || st.pgs_name),
-        (2, 'Defining Query', st.defining_query),
-        (3, 'Refresh Mode', st.refresh_mode),
-        (4, 'Schedule', coalesce(st.schedule, 'CALCULATED')),
-        (5, 'Status', st.status),
-        (6, 'Is Populated', st.is_populated::text),
-        (7, 'Source Tables',
-            (SELECT string_agg(pgstream_lite.relname(d.source_relid) || ' (' || d.source_type || ')',
-                               ', ' ORDER BY pgstream_lite.relname(d.source_relid))
-               FROM pgstream.pgs_dependencies d WHERE d.pgs_id = st.pgs_id)),
-        (8, 'Change Capture', 'TRIGGER'),
-        (9, 'Differential Strategy',
-            'recompute the query, write only rows whose __pgs_row_id changed; '
-            'NO_DATA when no source changed'),
-        (10, 'Data Timestamp', st.data_timestamp::text),
-        (11, 'Storage Columns',
-            (SELECT array_to_string(m.columns, ', ') FROM pgstream_lite.st_meta m
-              WHERE m.pgs_id = st.pgs_id))
+        (1, 'pgs_name', st.pgs_schema || '.' || st.pgs_name),
+        (2, 'defining_query', st.defining_query),
+        (3, 'refresh_mode', st.refresh_mode),
+        (4, 'status', st.status),
+        (5, 'is_populated', st.is_populated::text),
+        -- every query pgstream-lite accepts can be refreshed DIFFERENTIAL (see operator_tree)
+        (6, 'dvm_supported', 'true'),
+        (7, 'operator_tree',
+            'none: pgstream-lite has no operator tree; a DIFFERENTIAL refresh runs the whole '
+            'defining query and writes only the rows whose __pgs_row_id is new or gone '
+            '(nothing when no source changed)'),
+        (8, 'output_columns',
+            coalesce((SELECT array_to_string(m.columns, ', ') FROM pgstream_lite.st_meta m
+                       WHERE m.pgs_id = st.pgs_id), '')),
+        (9, 'source_oids',
+            coalesce((SELECT string_agg(d.source_relid::text, ', ' ORDER BY d.source_relid)
+                        FROM pgstream.pgs_dependencies d
+                       WHERE d.pgs_id = st.pgs_id AND d.source_type IN ('TABLE', 'STREAM_TABLE')),
+                     '')),
+        (10, 'delta_query',
+            'none: pgstream-lite computes no delta query; see operator_tree'),
+        (11, 'frontier', coalesce(st.frontier::text, 'null'))
     ) AS x(o, p, v)
     ORDER BY x.o;
 END;
