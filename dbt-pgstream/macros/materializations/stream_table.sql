@@ -35,6 +35,7 @@
   {%- if dbt_pgstream._pgstream_is_empty_run() -%}
     {%- set plan = dbt_pgstream._pgstream_empty_run_check(query, contract_checked) -%}
   {%- else -%}
+    {%- do dbt_pgstream._pgstream_assert_engine_supports(target_relation, cfg, query) -%}
     {%- set state = dbt_pgstream._pgstream_lookup(target_relation, cfg, query) -%}
     {%- set plan = dbt_pgstream._pgstream_plan(target_relation, cfg, query, full_refresh,
                                                state) -%}
@@ -103,6 +104,7 @@
     altered, replaced, unchanged), message (the stable log text) and sql (the act statement). -#}
 {% macro _pgstream_plan(relation, cfg, query, full_refresh, state) %}
   {%- set lit = dbt_pgstream._pgstream_literal -%}
+  {%- set engine = dbt_pgstream._pgstream_engine() -%}
   {%- set plain_relation = state.relation_kind is not none and not state.is_stream_table -%}
   {%- set reasons = [] -%}
   {%- set config_reasons = [] -%}
@@ -202,9 +204,17 @@
     {%- if plain_relation -%}
       {%- do statements.append(dbt_pgstream._pgstream_drop_plain_relation_sql(relation)) -%}
     {%- endif -%}
+    {%- if engine.pg_stream_01 -%}
+      {%- do statements.append(dbt_pgstream._pgstream_create_lock_sql()) -%}
+    {%- endif -%}
     {%- if action == 'replaced' -%}
-      {%- do statements.append(dbt_pgstream.drop_stream_table(relation,
-          condition=dbt_pgstream._pgstream_sql_needs_replace(query, cfg.schedule, full_refresh))) -%}
+      {%- set condition = dbt_pgstream._pgstream_sql_needs_replace(query, cfg.schedule,
+                                                                   full_refresh) -%}
+      {%- if engine.pg_stream_01 and state.upstream_replaced -%}
+        {%- do statements.append(dbt_pgstream._pgstream_drop_storage_sql(relation, condition)) -%}
+      {%- else -%}
+        {%- do statements.append(dbt_pgstream.drop_stream_table(relation, condition=condition)) -%}
+      {%- endif -%}
     {%- endif -%}
     {%- do statements.append(dbt_pgstream.create_stream_table(
         relation, query, cfg.schedule, cfg.refresh_mode, cfg.initialize)) -%}

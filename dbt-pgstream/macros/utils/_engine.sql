@@ -12,7 +12,9 @@
       schema, prefix ('pgs' / 'pgt'), catalog relations (stream_tables, dependencies,
       refresh_history, stat, info), catalog columns (id, relid, st_name, st_schema), storage
       columns (row_id, count, internal_prefix), and what the API can do in place
-      (alter_sets_calculated: alter_stream_table can go back to a CALCULATED schedule).
+      (alter_sets_calculated: alter_stream_table can go back to a CALCULATED schedule), and
+      pg_stream_01: the engine is the pg_stream 0.1 extension, whose defects the package works
+      around or refuses up front (_engine_limits.sql).
 
     Read once per dbt invocation (one query, kept in the run's `graph` dict: every node of a run
     shares it), so a model's deploy still costs one catalog round trip. Project var
@@ -59,6 +61,9 @@
     {%- endif -%}
     {%- do names.update({'engine': engine, 'version': found.get('pg_stream')}) -%}
   {%- endif -%}
+  {#- defects of pg_stream 0.1 the package works around or refuses up front (_engine_limits.sql) -#}
+  {%- do names.update({'pg_stream_01': names.engine == 'pg_stream'
+                                       and (names.version or '').startswith('0.1')}) -%}
   {%- if execute and graph is mapping and names.engine is not none -%}
     {%- do graph.update({cache_key: names}) -%}
   {%- endif -%}

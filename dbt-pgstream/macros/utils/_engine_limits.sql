@@ -1,0 +1,81 @@
+{#- Private: what the engine cannot do, refused before any SQL is sent, with one error naming the
+    model, the engine and its version, and what to do. Only defects measured on a real engine
+    are here (docs/engines.md):
+    pg_stream 0.1 looks stream tables up by an unquoted `schema || '.' || name` cast to
+    regclass, so a schema or table name that needs quoting (upper case, spaces, quotes, dots,
+    anything but lower-case letters, digits, _ and $) cannot be created, refreshed or dropped;
+    and its DIFFERENTIAL mode fails on GROUP BY by position (`GROUP BY 1`: "column "1" does not
+    exist", from the index it builds on the GROUP BY columns).
+    Args: relation (Relation), cfg (dict from _pgstream_stream_table_config), query (text). -#}
+{% macro _pgstream_assert_engine_supports(relation, cfg, query) %}
+  {%- set e = dbt_pgstream._pgstream_engine() -%}
+  {%- if not e.pg_stream_01 -%}{{ return(none) }}{%- endif -%}
+  {%- set where = "dbt_pgstream: cannot deploy stream_table model '" ~ model.name ~ "' ("
+      ~ relation.schema ~ '.' ~ relation.identifier ~ ") on pg_stream " ~ e.version ~ ": " -%}
+  {%- for kind, value in [('schema', relation.schema), ('table name', relation.identifier)] -%}
+    {%- if not modules.re.match('^[a-z_][a-z0-9_$]*$', value) -%}
+      {{ exceptions.raise_compiler_error(where ~ "its " ~ kind ~ " '" ~ value
+          ~ "' needs quoting in SQL, and pg_stream 0.1 looks stream tables up by their unquoted "
+          ~ "name, so it could be created but never refreshed or dropped. Use a " ~ kind
+          ~ " of lower-case letters, digits and _ (dbt's `alias` / `schema` config), or use "
+          ~ "pg_trickle, which quotes names. Nothing was changed.") }}
+    {%- endif -%}
+  {%- endfor -%}
+  {%- if cfg.refresh_mode == 'DIFFERENTIAL' -%}
+    {%- set code = [] -%}
+    {%- for token in dbt_pgstream._pgstream_sql_tokens(query) -%}
+      {%- if not (token.startswith("'") or token.startswith('--') or token.startswith('/*')
+                  or token.startswith('$') or token[:2] in ["E'", "e'"]) -%}
+        {%- do code.append(token) -%}
+      {%- else -%}
+        {%- do code.append(' ') -%}
+      {%- endif -%}
+    {%- endfor -%}
+    {%- set by_position = namespace(found=false) -%}
+    {%- for match in modules.re.finditer('(?is)\\bgroup\\s+by\\s+(.*?)(?=\\b(?:having|order|limit|offset|window|union|intersect|except|fetch)\\b|\\)|$)',
+                                        code | join('')) -%}
+      {%- for item in match.group(1).split(',') if modules.re.match('^\\s*[0-9]+\\s*$', item) -%}
+        {%- set by_position.found = true -%}
+      {%- endfor -%}
+    {%- endfor -%}
+    {%- if by_position.found -%}
+      {{ exceptions.raise_compiler_error(where ~ "its query groups by position (GROUP BY 1), "
+          ~ "which pg_stream 0.1 cannot maintain in DIFFERENTIAL mode (it fails with 'column "
+          ~ "\"1\" does not exist'). Name the GROUP BY expressions instead of their positions, "
+          ~ "or set refresh_mode='FULL'. Nothing was changed.") }}
+    {%- endif -%}
+  {%- endif -%}
+{% endmacro %}
+
+
+{#- Private: pg_stream 0.1 cannot drop a stream table one of whose sources was dropped and
+    recreated (its drop_stream_table() builds `DROP TRIGGER ... ON <oid>`, a syntax error).
+    Dropping the storage table instead works: the engine's event trigger then deletes the
+    catalog row. SQL (a DO block, one statement) that does that when the catalog row of
+    `relation` still satisfies `condition` (a predicate over alias `st`), and marks the act
+    statement as acting. -#}
+{% macro _pgstream_drop_storage_sql(relation, condition) -%}
+  {%- set lit = dbt_pgstream._pgstream_literal -%}
+  {%- set e = dbt_pgstream._pgstream_engine() -%}
+  {%- set body -%}
+BEGIN
+  IF EXISTS (SELECT 1 FROM {{ e.stream_tables }} AS st
+             WHERE {{ dbt_pgstream._pgstream_catalog_match(relation) }} AND {{ condition }}) THEN
+    EXECUTE pg_catalog.format('DROP TABLE %I.%I CASCADE', {{ lit(relation.schema) }},
+                              {{ lit(relation.identifier) }});
+    PERFORM pg_catalog.set_config('dbt_pgstream.acted', 'true', true);
+  END IF;
+END
+  {%- endset -%}
+DO {{ lit(body) }}
+{%- endmacro %}
+
+
+{#- Private: pg_stream 0.1's creates over one source race on the source's change buffer
+    (`duplicate key value violates unique constraint "pg_type_typname_nsp_index"` from its
+    CREATE TABLE IF NOT EXISTS), so creates are serialised database-wide on that engine. Taken
+    after the stream table's own lock, so the lock order is always the same. -#}
+{% macro _pgstream_create_lock_sql() -%}
+  SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(
+      'dbt_pgstream:pg_stream 0.1 create', 0))
+{%- endmacro %}
