@@ -1,7 +1,8 @@
 """End to end: the dbt-pgstream integration project through the dbt CLI against the local server.
 
-seed -> run -> test -> run (unchanged) -> change schedule -> run -> change query -> run ->
---full-refresh -> refresh operation -> drop_all, asserting on the pgstream catalog after each step.
+seed -> run -> test -> source freshness -> status -> run (unchanged) -> change schedule -> run ->
+change query -> run -> --full-refresh -> refresh operation -> drop_all, asserting on the engine's
+catalog after each step.
 
 The dbt executable is $DBT_EXECUTABLE if set (e.g. a dbt 1.6 from another venv), else the `dbt`
 next to this Python. The project is copied to a temporary directory so that runs under several
@@ -20,6 +21,7 @@ from urllib.parse import urlparse
 
 import psycopg
 import pytest
+from engine_names import engine_sql, pgs_keys
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = REPO / "dbt-pgstream"
@@ -89,22 +91,29 @@ class Dbt:
 
 
 class Catalog:
-    def __init__(self, conn: psycopg.Connection) -> None:
+    """The engine's catalog, read with pg_stream's names on every engine (engine_names)."""
+
+    def __init__(self, conn: psycopg.Connection, engine: str) -> None:
         self.conn = conn
+        self.engine = engine
 
     def st(self, name: str) -> dict | None:
         cur = self.conn.execute(
-            "SELECT * FROM pgstream.pgs_stream_tables WHERE pgs_schema = %s AND pgs_name = %s",
+            engine_sql(
+                "SELECT * FROM pgstream.pgs_stream_tables WHERE pgs_schema = %s AND pgs_name = %s",
+                self.engine,
+            ),
             (SCHEMA, name),
         )
         row = cur.fetchone()
         if row is None:
             return None
         assert cur.description is not None
-        return {col.name: value for col, value in zip(cur.description, row, strict=True)}
+        return pgs_keys({col.name: value for col, value in zip(cur.description, row, strict=True)})
 
     def count(self) -> int:
-        return self.conn.execute("SELECT count(*) FROM pgstream.pgs_stream_tables").fetchone()[0]
+        sql = engine_sql("SELECT count(*) FROM pgstream.pgs_stream_tables", self.engine)
+        return self.conn.execute(sql).fetchone()[0]
 
     def totals(self) -> dict:
         rows = self.conn.execute(
@@ -124,7 +133,7 @@ class Catalog:
             " WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
             (SCHEMA, name),
         ).fetchall()
-        return [r[0] for r in rows]
+        return [r[0].replace("__pgt_", "__pgs_", 1) for r in rows]
 
     def exists(self, name: str) -> bool:
         return self.conn.execute(
@@ -133,10 +142,10 @@ class Catalog:
 
 
 @pytest.mark.slow
-def test_integration_project_lifecycle(project_dir: Path, fresh_dsn: str) -> None:
+def test_integration_project_lifecycle(project_dir: Path, fresh_dsn: str, engine: str) -> None:
     dbt = Dbt(project_dir, fresh_dsn)
     with psycopg.connect(fresh_dsn, autocommit=True) as conn:
-        pg = Catalog(conn)
+        pg = Catalog(conn, engine)
 
         dbt("deps")
         dbt("seed")
@@ -158,6 +167,16 @@ def test_integration_project_lifecycle(project_dir: Path, fresh_dsn: str) -> Non
 
         # test: generic, schema and singular tests pass on the stream tables
         dbt("test")
+
+        # source freshness from the engine's catalog: just refreshed, so fresh
+        out = dbt("source", "freshness")
+        assert "PASS freshness of marts.order_totals" in out, out
+
+        # status: both stream tables, ACTIVE and populated
+        out = dbt("run-operation", "stream_table_status")
+        assert "2 stream table(s)" in out
+        status_lines = [line for line in out.splitlines() if "dbt_pgstream_it." in line]
+        assert len(status_lines) == 2 and all(" ACTIVE " in line for line in status_lines), out
 
         # run again, nothing changed: nothing is touched
         out = dbt("run")

@@ -64,10 +64,25 @@ def apply(conn: psycopg.Connection, ops) -> None:
             conn.execute("DELETE FROM t2 WHERE ctid = " + PICK.format(id="ctid", t="t2"), (x,))
 
 
-def columns(conn, name: str) -> str:
+def columns(conn, name: str, stored: bool = False) -> str:
+    """The query's columns, or (stored) every column a refresh writes: __pgs_count too."""
     cols = q1(conn, "SELECT m.columns FROM pgstream_lite.st_meta m JOIN "
                     "pgstream.pgs_stream_tables s USING (pgs_id) WHERE s.pgs_name = %s", name)
+    if stored and q1(conn, "SELECT count(*) FROM pg_attribute WHERE attrelid = %s::regclass "
+                           "AND attname = '__pgs_count'", name):
+        cols = [*cols, "__pgs_count"]
     return ", ".join(f'"{c}"' for c in cols)
+
+
+# The source rows behind each row of the tables with a __pgs_count: (table, SQL giving the
+# expected (columns..., count) rows).
+COUNTS = {
+    "agg": "SELECT k, count(*) FROM t1 GROUP BY k",
+    "dist": "SELECT k, b, count(*) FROM t1 GROUP BY k, b",
+    "cnt": "SELECT count(*) FROM t1",
+    "on_st2": "SELECT c, count(*) FROM agg GROUP BY c",
+}
+COUNT_KEYS = {"agg": "k", "dist": "k, b", "cnt": "", "on_st2": "c"}
 
 
 @pytest.fixture
@@ -83,8 +98,9 @@ def world(conn: psycopg.Connection) -> psycopg.Connection:
 def refresh_and_check(conn: psycopg.Connection, expect_no_data: bool) -> None:
     for name, query in STREAM_TABLES:
         cols = columns(conn, name)
+        stored = columns(conn, name, stored=True)
         conn.execute("DROP TABLE IF EXISTS pg_temp.before")
-        conn.execute(f"CREATE TEMP TABLE before AS SELECT {cols} FROM {name}")
+        conn.execute(f"CREATE TEMP TABLE before AS SELECT {stored} FROM {name}")
         conn.execute("SELECT pgstream.refresh_stream_table(%s)", (name,))
         action, ins, dele = q(conn, "SELECT action, rows_inserted, rows_deleted "
                                     "FROM pgstream.get_refresh_history(%s, 1)", name)[0]
@@ -93,10 +109,10 @@ def refresh_and_check(conn: psycopg.Connection, expect_no_data: bool) -> None:
         extra = q1(conn, f"SELECT count(*) FROM (SELECT {cols} FROM {name} "
                          f"EXCEPT ALL SELECT {cols} FROM ({query}) x) d")
         assert (missing, extra) == (0, 0), f"{name}: differs from its query"
-        true_ins = q1(conn, f"SELECT count(*) FROM (SELECT {cols} FROM {name} "
+        true_ins = q1(conn, f"SELECT count(*) FROM (SELECT {stored} FROM {name} "
                             f"EXCEPT ALL SELECT * FROM before) d")
         true_del = q1(conn, f"SELECT count(*) FROM (SELECT * FROM before "
-                            f"EXCEPT ALL SELECT {cols} FROM {name}) d")
+                            f"EXCEPT ALL SELECT {stored} FROM {name}) d")
         assert (ins, dele) == (true_ins, true_del), f"{name}: history is not the true delta"
         if expect_no_data:
             assert action == "NO_DATA", name
@@ -104,6 +120,11 @@ def refresh_and_check(conn: psycopg.Connection, expect_no_data: bool) -> None:
             assert action in ("DIFFERENTIAL", "NO_DATA"), name
         ids = q1(conn, f"SELECT count(DISTINCT __pgs_row_id) = count(*) FROM {name}")
         assert ids
+        if name in COUNTS:
+            keys = COUNT_KEYS[name] + ", " if COUNT_KEYS[name] else ""
+            differs = q1(conn, f"SELECT count(*) FROM (({COUNTS[name]}) EXCEPT ALL "
+                               f"SELECT {keys}__pgs_count FROM {name}) d")
+            assert differs == 0, f"{name}: __pgs_count is not the count of source rows"
 
 
 @settings(max_examples=30, deadline=None,
@@ -156,7 +177,13 @@ def test_full_mode_table_matches_differential(world):
     world.execute("UPDATE t1 SET a = a + 1 WHERE id % 5 = 0")
     world.execute("SELECT pgstream.refresh_stream_table('agg')")
     world.execute("SELECT pgstream.refresh_stream_table('agg_full')")
-    assert q(world, "SELECT * FROM agg ORDER BY k") == q(world, "SELECT * FROM agg_full ORDER BY k")
+    cols = columns(world, "agg")
+    assert q(world, f"SELECT {cols} FROM agg ORDER BY k") == \
+        q(world, f"SELECT {cols} FROM agg_full ORDER BY k")
+    # only the DIFFERENTIAL one counts the source rows of each group (as in pg_stream 0.1)
+    assert columns(world, "agg_full", stored=True) == cols
+    assert q(world, "SELECT k, __pgs_count FROM agg ORDER BY k") == \
+        q(world, "SELECT k, c FROM agg ORDER BY k")
     assert q1(world, "SELECT action FROM pgstream.get_refresh_history('agg_full', 1)") == "FULL"
 
 

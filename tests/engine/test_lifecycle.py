@@ -29,9 +29,11 @@ def test_create_populates_and_records(src):
     cols = q(src, "SELECT column_name, data_type FROM information_schema.columns "
                   "WHERE table_name = 'agg' ORDER BY ordinal_position")
     assert cols == [("__pgs_row_id", "bigint"), ("grp", "integer"), ("s", "numeric"),
-                    ("c", "bigint")]
+                    ("c", "bigint"), ("__pgs_count", "bigint")]
     assert q1(src, "SELECT count(*) FROM pg_index WHERE indrelid = 'agg'::regclass "
                    "AND indisunique") == 1
+    assert q(src, "SELECT grp, c, __pgs_count FROM agg ORDER BY grp") == \
+        [(0, 3, 3), (1, 4, 4), (2, 3, 3)]
     assert q(src, "SELECT source_type, columns_used FROM pgstream.pgs_dependencies") == \
         [("TABLE", ["grp", "v"])]
     assert capture_objects(src, "src") == (["__pgs_cdc", "__pgs_cdc_truncate"], 1)

@@ -68,6 +68,19 @@ def test_install_and_lifecycle_on_older_major(older_dsn: str) -> None:
             "SELECT customer, sum(amount), count(*) FROM orders GROUP BY 1"
         ).fetchall()
         assert stored == []
+        # the parse tree is read there too: __pgs_count and the GROUP BY index
+        assert conn.execute("SELECT count(*) FROM totals WHERE __pgs_count <> n").fetchone() \
+            == (0,)
+        assert conn.execute("SELECT count(*) FROM pg_indexes "
+                            "WHERE indexname = 'totals_customer_idx'").fetchone() == (1,)
+        conn.execute("SELECT pgstream.create_stream_table('custs', "
+                     "'SELECT DISTINCT customer FROM orders', '5m', 'DIFFERENTIAL')")
+        assert conn.execute("SELECT sum(__pgs_count) FROM custs").fetchone() == (100,)
+        with pytest.raises(psycopg.errors.RaiseException,
+                           match="^unsupported operator for DIFFERENTIAL mode: OFFSET"):
+            conn.execute("SELECT pgstream.create_stream_table('x', "
+                         "'SELECT id FROM orders OFFSET 1', '5m', 'FULL')")
+        conn.execute("SELECT pgstream.drop_stream_table('custs')")
         conn.execute("SELECT pgstream.alter_stream_table('totals', schedule => '@hourly')")
         assert conn.execute(
             "SELECT schedule FROM pgstream.pgs_stream_tables WHERE pgs_name = 'totals'"
