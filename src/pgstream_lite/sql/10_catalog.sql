@@ -74,12 +74,16 @@ CREATE TABLE IF NOT EXISTS pgstream_lite.st_meta (
     pgs_id       bigint PRIMARY KEY
                  REFERENCES pgstream.pgs_stream_tables (pgs_id) ON DELETE CASCADE,
     body         text NOT NULL,      -- defining query without a trailing semicolon/comments
-    columns      text[] NOT NULL,    -- stored columns after __pgs_row_id, in order
+    columns      text[] NOT NULL,    -- the query's columns stored after __pgs_row_id, in order
     search_path  text NOT NULL       -- search_path at creation, used to evaluate the query
 );
 -- TimeZone at creation: every refresh evaluates the query (and formats the row text that row ids
 -- hash) in it, so results and ids do not depend on which session refreshes.
 ALTER TABLE pgstream_lite.st_meta ADD COLUMN IF NOT EXISTS timezone text NOT NULL DEFAULT 'UTC';
+-- Aggregate and DISTINCT DIFFERENTIAL stream tables: the defining query with the count of source
+-- rows added as a last column __pgs_count (see pgstream_lite.count_query); NULL when the storage
+-- table has no __pgs_count (other queries, FULL mode, and tables created before it existed).
+ALTER TABLE pgstream_lite.st_meta ADD COLUMN IF NOT EXISTS count_query text;
 
 -- Internal: one row per relation whose changes are captured into a change buffer.
 -- kind TRIGGER: row triggers on a base table; kind MARKER: a stream table whose refresh

@@ -145,6 +145,232 @@ RETURNS boolean LANGUAGE sql STABLE AS $$
     SELECT pgstream_lite.top_level_limit(p_view) IS NOT NULL
 $$;
 
+-- The words (keywords and unquoted identifiers) at parenthesis depth 0 of a query, with their
+-- character positions: literals, quoted identifiers, dollar quotes and comments are skipped.
+-- Used to find the top-level SELECT, DISTINCT and FROM of a defining query.
+CREATE OR REPLACE FUNCTION pgstream_lite.top_level_words(p_sql text)
+RETURNS TABLE (pos integer, word text) LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    c text[] := regexp_split_to_array(coalesce(p_sql, ''), '');
+    n integer;
+    i integer := 1;
+    j integer;
+    k integer;
+    depth integer := 0;
+    cdepth integer;
+    ch text;
+    tag text;
+    esc boolean;
+BEGIN
+    n := coalesce(array_length(c, 1), 0);
+    WHILE i <= n LOOP
+        ch := c[i];
+        IF ch = '-' AND i < n AND c[i + 1] = '-' THEN
+            WHILE i <= n AND c[i] <> E'\n' LOOP i := i + 1; END LOOP;
+        ELSIF ch = '/' AND i < n AND c[i + 1] = '*' THEN
+            cdepth := 1;
+            i := i + 2;
+            WHILE i <= n AND cdepth > 0 LOOP
+                IF c[i] = '*' AND i < n AND c[i + 1] = '/' THEN
+                    cdepth := cdepth - 1; i := i + 2;
+                ELSIF c[i] = '/' AND i < n AND c[i + 1] = '*' THEN
+                    cdepth := cdepth + 1; i := i + 2;
+                ELSE
+                    i := i + 1;
+                END IF;
+            END LOOP;
+        ELSIF ch IN ('''', '"') THEN
+            -- a string literal or a quoted identifier (a backslash escapes only in E'')
+            esc := ch = '''' AND i > 1 AND c[i - 1] IN ('E', 'e')
+                   AND (i = 2 OR c[i - 2] !~ '^[A-Za-z0-9_$]$');
+            i := i + 1;
+            WHILE i <= n LOOP
+                IF esc AND c[i] = '\' THEN
+                    i := i + 2;
+                ELSIF c[i] = ch AND i < n AND c[i + 1] = ch THEN
+                    i := i + 2;
+                ELSIF c[i] = ch THEN
+                    EXIT;
+                ELSE
+                    i := i + 1;
+                END IF;
+            END LOOP;
+            i := i + 1;
+        ELSIF ch = '$' AND (i = 1 OR c[i - 1] !~ '^[A-Za-z0-9_$]$') THEN
+            j := i + 1;
+            WHILE j <= n AND c[j] ~ '^[A-Za-z0-9_]$' LOOP j := j + 1; END LOOP;
+            IF j <= n AND c[j] = '$' AND (j = i + 1 OR c[i + 1] !~ '^[0-9]$') THEN
+                tag := array_to_string(c[i:j], '');
+                k := strpos(substr(p_sql, j + 1), tag);
+                i := CASE WHEN k = 0 THEN n + 1 ELSE j + k + length(tag) END;
+            ELSE
+                i := i + 1;
+            END IF;
+        ELSIF ch = '(' THEN
+            depth := depth + 1;
+            i := i + 1;
+        ELSIF ch = ')' THEN
+            depth := depth - 1;
+            i := i + 1;
+        ELSIF ch ~ '^[A-Za-z_]$' OR ascii(ch) > 127 THEN
+            j := i;
+            WHILE j <= n AND (c[j] ~ '^[A-Za-z0-9_$]$' OR ascii(c[j]) > 127) LOOP j := j + 1; END LOOP;
+            IF depth = 0 THEN
+                pos := i;
+                word := upper(array_to_string(c[i:j - 1], ''));
+                RETURN NEXT;
+            END IF;
+            i := j;
+        ELSIF ch ~ '^[0-9]$' THEN
+            -- a number, with what may follow its digits (exponent, decimals)
+            WHILE i <= n AND c[i] ~ '^[0-9A-Za-z_.$]$' LOOP i := i + 1; END LOOP;
+        ELSE
+            i := i + 1;
+        END IF;
+    END LOOP;
+END;
+$$;
+
+-- The shape of the (view's) query, read from its parse tree in pg_rewrite, as pg_stream 0.1
+-- decides whether a DIFFERENTIAL stream table gets a __pgs_count column:
+--   kind 'AGGREGATE': GROUP BY or an aggregate, no window function, not a set operation;
+--   kind 'DISTINCT': SELECT DISTINCT (not DISTINCT ON), not a set operation;
+--   kind NULL: anything else.
+-- group_attnums: the view's columns that are GROUP BY keys, in GROUP BY order (keys that are not
+-- output columns are left out); has_having / has_grouping_sets: HAVING / GROUPING SETS present.
+CREATE OR REPLACE FUNCTION pgstream_lite.query_shape(
+    p_view oid, OUT kind text, OUT group_attnums integer[], OUT has_having boolean,
+    OUT has_grouping_sets boolean)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    tree text;
+    m text[];
+    depth integer := 0;
+    tags text[] := '{}';
+    field text;                 -- the latest field of the top-level Query node
+    f jsonb := '{}';            -- its scalar fields ('<>' = empty, '' = a node or list)
+    te_resno integer;
+    te_ref integer;
+    ref_attnum jsonb := '{}';   -- ressortgroupref -> attnum, of output columns
+    group_refs integer[] := '{}';
+    r integer;
+BEGIN
+    SELECT x.ev_action::text INTO tree
+      FROM pg_rewrite x WHERE x.ev_class = p_view AND x.rulename = '_RETURN';
+    IF tree IS NULL THEN
+        RETURN;
+    END IF;
+    FOR m IN SELECT regexp_matches(
+                 tree, '(\\.)|\{([A-Z_]*)|(\})|:([A-Za-z_]+) ?((?:\\.|[^\s{}()\\])*)', 'g') LOOP
+        IF m[1] IS NOT NULL THEN
+            CONTINUE;
+        ELSIF m[2] IS NOT NULL THEN
+            depth := depth + 1;
+            tags[depth] := m[2];
+        ELSIF m[3] IS NOT NULL THEN
+            depth := depth - 1;
+        ELSIF depth = 1 THEN
+            field := m[4];
+            f := f || jsonb_build_object(m[4], m[5]);
+        ELSIF depth = 2 AND field = 'targetList' AND tags[2] = 'TARGETENTRY' THEN
+            IF m[4] = 'resno' THEN
+                te_resno := m[5]::integer;
+            ELSIF m[4] = 'ressortgroupref' THEN
+                te_ref := m[5]::integer;
+            ELSIF m[4] = 'resjunk' AND m[5] = 'false' AND te_ref > 0 THEN
+                ref_attnum := ref_attnum || jsonb_build_object(te_ref::text, te_resno);
+            END IF;
+        ELSIF depth = 2 AND field = 'groupClause' AND tags[2] = 'SORTGROUPCLAUSE'
+              AND m[4] = 'tleSortGroupRef' THEN
+            group_refs := group_refs || m[5]::integer;
+        END IF;
+    END LOOP;
+    has_having := coalesce(f->>'havingQual', '<>') <> '<>';
+    has_grouping_sets := coalesce(f->>'groupingSets', '<>') <> '<>';
+    IF coalesce(f->>'setOperations', '<>') <> '<>' THEN
+        kind := NULL;
+    ELSIF coalesce(f->>'distinctClause', '<>') <> '<>' AND f->>'hasDistinctOn' = 'false' THEN
+        kind := 'DISTINCT';
+    ELSIF (f->>'hasAggs' = 'true' OR coalesce(f->>'groupClause', '<>') <> '<>'
+           OR has_grouping_sets)
+          AND f->>'hasWindowFuncs' = 'false' THEN
+        kind := 'AGGREGATE';
+    END IF;
+    group_attnums := '{}';
+    FOREACH r IN ARRAY group_refs LOOP
+        IF ref_attnum ? r::text
+           AND NOT ((ref_attnum->>r::text)::integer = ANY (group_attnums)) THEN
+            group_attnums := group_attnums || (ref_attnum->>r::text)::integer;
+        END IF;
+    END LOOP;
+END;
+$$;
+
+-- SQL returning the columns of the probe view (of a defining query) followed by
+-- `__pgs_count bigint`, the number of source rows behind each row, for a query of kind
+-- 'AGGREGATE' (rows per group: count(*) added to its top-level select list, as pg_stream 0.1
+-- does) or 'DISTINCT' (rows per distinct row: the query without DISTINCT, grouped by every
+-- column). Each candidate is checked by creating it as a view; NULL if none fits.
+CREATE OR REPLACE FUNCTION pgstream_lite.count_query(p_body text, p_kind text, p_probe oid)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_probe text := '__pgs_count_probe_' || pg_backend_pid();
+    v_expected text[];
+    v_got text[];
+    v_cols text;
+    v_sql text;
+    w record;
+    nxt record;
+BEGIN
+    SELECT array_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod))
+                     ORDER BY a.attnum),
+           string_agg(format('__pgs_d.%I', a.attname), ', ' ORDER BY a.attnum)
+      INTO v_expected, v_cols
+      FROM pg_attribute a
+     WHERE a.attrelid = p_probe AND a.attnum > 0 AND NOT a.attisdropped;
+    v_expected := v_expected || format('%I %s', '__pgs_count', 'bigint');
+    FOR w IN SELECT t.pos, t.word FROM pgstream_lite.top_level_words(p_body) t ORDER BY t.pos LOOP
+        v_sql := NULL;
+        IF p_kind = 'AGGREGATE' AND w.word = 'FROM' THEN
+            v_sql := rtrim(left(p_body, w.pos - 1)) || E', count(*) AS __pgs_count\n'
+                     || substr(p_body, w.pos);
+        ELSIF p_kind = 'DISTINCT' AND w.word = 'SELECT' THEN
+            SELECT t.pos, t.word INTO nxt
+              FROM pgstream_lite.top_level_words(p_body) t
+             WHERE t.pos > w.pos ORDER BY t.pos LIMIT 1;
+            IF nxt.word = 'DISTINCT' THEN
+                v_sql := format(E'SELECT %s, count(*) AS __pgs_count\nFROM (\n%s\n) __pgs_d\n'
+                                'GROUP BY %s',
+                                v_cols,
+                                left(p_body, nxt.pos - 1) || substr(p_body, nxt.pos + 8),
+                                v_cols);
+            END IF;
+        END IF;
+        IF v_sql IS NOT NULL THEN
+            BEGIN
+                EXECUTE format('DROP VIEW IF EXISTS pg_temp.%I', v_probe);
+                EXECUTE format(E'CREATE TEMPORARY VIEW %I AS\n%s\n', v_probe, v_sql);
+                SELECT array_agg(format('%I %s', a.attname,
+                                        format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum)
+                  INTO v_got
+                  FROM pg_attribute a
+                 WHERE a.attrelid = format('pg_temp.%I', v_probe)::regclass
+                   AND a.attnum > 0 AND NOT a.attisdropped;
+                EXECUTE format('DROP VIEW pg_temp.%I', v_probe);
+                IF v_got = v_expected THEN
+                    RETURN v_sql;
+                END IF;
+            EXCEPTION WHEN others THEN
+                NULL;  -- not this one
+            END;
+        END IF;
+        -- the DISTINCT belongs to the first top-level SELECT (after any WITH)
+        EXIT WHEN p_kind = 'DISTINCT' AND w.word = 'SELECT';
+    END LOOP;
+    RETURN NULL;
+END;
+$$;
+
 -- Relations a view (or the probe view of a defining query) reads directly, with the columns used.
 CREATE OR REPLACE FUNCTION pgstream_lite.view_reads(p_view oid)
 RETURNS TABLE (relid oid, columns_used text[]) LANGUAGE sql STABLE AS $$

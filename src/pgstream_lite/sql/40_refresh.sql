@@ -1,8 +1,8 @@
 -- pgstream-lite: refresh (FULL and DIFFERENTIAL).
 --
--- Row identity: __pgs_row_id = pg_stream_hash(text of the row's stored columns) for the first
--- occurrence of a row, pg_stream_hash_multi(ARRAY[hash, occurrence]) for the n-th identical one
--- (bag semantics). DIFFERENTIAL recomputes the query, then deletes the stored rows whose id is no
+-- Row identity: __pgs_row_id = pg_stream_hash(text of the row's stored columns, __pgs_count
+-- included) for the first occurrence of a row, pg_stream_hash_multi(ARRAY[hash, occurrence]) for
+-- the n-th identical one (bag semantics). DIFFERENTIAL recomputes the query, then deletes the stored rows whose id is no
 -- longer produced and inserts the produced rows whose id is not stored: only rows that really
 -- changed are written, and the counts are the true delta. With no captured change since the last
 -- refresh (frontier = snapshot of the last refresh) it writes nothing (action NO_DATA).
@@ -16,7 +16,14 @@ RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
     SELECT ARRAY['TimeZone', 'DateStyle', 'IntervalStyle', 'extra_float_digits', 'bytea_output']
 $$;
 
--- SQL producing (__pgs_row_id, columns...) of a stream table's defining query.
+-- The columns a refresh writes after __pgs_row_id: the query's, then __pgs_count if it has one.
+CREATE OR REPLACE FUNCTION pgstream_lite.stored_columns(m pgstream_lite.st_meta)
+RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN m.count_query IS NULL THEN m.columns
+                ELSE m.columns || '__pgs_count'::text END
+$$;
+
+-- SQL producing (__pgs_row_id, stored columns...) of a stream table's defining query.
 CREATE OR REPLACE FUNCTION pgstream_lite.rows_sql(p_pgs_id bigint)
 RETURNS text LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -28,7 +35,7 @@ BEGIN
     SELECT string_agg(format('q.%I', c), ', ' ORDER BY o),
            string_agg(format('h.%I', c), ', ' ORDER BY o)
       INTO q_cols, h_cols
-      FROM unnest(m.columns) WITH ORDINALITY AS u(c, o);
+      FROM unnest(pgstream_lite.stored_columns(m)) WITH ORDINALITY AS u(c, o);
     RETURN format(
         E'SELECT CASE WHEN h.__pgs_occ = 1 THEN h.__pgs_h\n'
         || E'            ELSE pgstream.pg_stream_hash_multi(ARRAY[h.__pgs_h::text, h.__pgs_occ::text])\n'
@@ -36,7 +43,7 @@ BEGIN
         || E'  FROM (SELECT g.*, row_number() OVER (PARTITION BY g.__pgs_h) AS __pgs_occ\n'
         || E'          FROM (SELECT %s, pgstream.pg_stream_hash(ROW(%s)::text) AS __pgs_h\n'
         || E'                  FROM (\n%s\n) q) g) h',
-        h_cols, q_cols, q_cols, m.body);
+        h_cols, q_cols, q_cols, coalesce(m.count_query, m.body));
 END;
 $$;
 
@@ -150,7 +157,7 @@ BEGIN
         PERFORM set_config('bytea_output', 'hex', true);
         v_rows := pgstream_lite.rows_sql(p_pgs_id);
         SELECT string_agg(format('%I', c), ', ' ORDER BY o) INTO v_cols
-          FROM unnest(m.columns) WITH ORDINALITY AS u(c, o);
+          FROM unnest(pgstream_lite.stored_columns(m)) WITH ORDINALITY AS u(c, o);
         -- The defining query runs with the rights of the storage table's owner, whoever refreshes
         -- (e.g. a superuser scheduler): a stream table never reads more than its owner may.
         -- A refreshing role that is not a member of the owner role runs it with its own rights.
@@ -171,7 +178,7 @@ BEGIN
                 || E'SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM del)',
                 v_rows, storage, storage, v_cols,
                 (SELECT string_agg(format('src.%I', c), ', ' ORDER BY o)
-                   FROM unnest(m.columns) WITH ORDINALITY AS u(c, o)),
+                   FROM unnest(pgstream_lite.stored_columns(m)) WITH ORDINALITY AS u(c, o)),
                 storage)
             INTO v_ins, v_del;
         ELSE

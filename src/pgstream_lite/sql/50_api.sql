@@ -27,6 +27,9 @@ DECLARE
     v_id bigint;
     v_path text;
     v_limit text;
+    v_shape record;
+    v_count text;
+    v_group_cols text;
     dep record;
 BEGIN
     -- 1. refresh mode, name, schedule (pg_stream 0.1's order)
@@ -79,6 +82,22 @@ BEGIN
         RAISE EXCEPTION 'query parse error: Defining query references no tables';
     END IF;
 
+    -- 4b. DIFFERENTIAL aggregate and DISTINCT queries: as in pg_stream 0.1, the storage table gets
+    -- a last column __pgs_count (source rows per group or per distinct row), and an aggregate
+    -- without HAVING an index on its GROUP BY columns. Fixed at creation: altering the refresh
+    -- mode later changes neither (the count is maintained by every refresh while it exists).
+    IF v_mode = 'DIFFERENTIAL' THEN
+        v_shape := pgstream_lite.query_shape(v_probe_oid);
+        IF v_shape.kind IS NOT NULL THEN
+            v_count := pgstream_lite.count_query(v_body, v_shape.kind, v_probe_oid);
+            IF v_count IS NULL THEN
+                RAISE EXCEPTION 'unsupported operator for DIFFERENTIAL mode: pgstream-lite cannot '
+                                'add the count of source rows (__pgs_count) to this % query',
+                                lower(v_shape.kind);
+            END IF;
+        END IF;
+    END IF;
+
     -- 5. the storage table
     IF NOT EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = v_schema) THEN
         RAISE EXCEPTION 'invalid argument: schema "%" does not exist', v_schema;
@@ -88,16 +107,38 @@ BEGIN
         RAISE EXCEPTION 'invalid argument: relation %.% already exists and is not a stream table',
             v_schema, v_table;
     END IF;
-    EXECUTE format('CREATE TABLE %I.%I (__pgs_row_id bigint NOT NULL, %s)',
-                   v_schema, v_table, v_coldefs);
+    -- __pgs_row_id is nullable with a unique index, as in pg_stream 0.1 (refresh never writes NULL)
+    EXECUTE format('CREATE TABLE %I.%I (__pgs_row_id bigint, %s%s)',
+                   v_schema, v_table, v_coldefs,
+                   CASE WHEN v_count IS NOT NULL THEN ', __pgs_count bigint NOT NULL DEFAULT 0'
+                        ELSE '' END);
     v_relid := format('%I.%I', v_schema, v_table)::regclass;
     EXECUTE format('CREATE UNIQUE INDEX ON %I.%I (__pgs_row_id)', v_schema, v_table);
+    IF v_count IS NOT NULL THEN
+        IF v_shape.kind = 'AGGREGATE' AND NOT v_shape.has_having
+           AND NOT v_shape.has_grouping_sets THEN
+            -- named by PostgreSQL like pg_stream 0.1's: <table>_<column>[_<column>...]_idx
+            SELECT string_agg(format('%I', a.attname), ', ' ORDER BY k.o) INTO v_group_cols
+              FROM unnest(v_shape.group_attnums) WITH ORDINALITY AS k(attnum, o)
+              JOIN pg_attribute a ON a.attrelid = v_probe_oid AND a.attnum = k.attnum
+             WHERE a.attname NOT IN ('__pgs_row_id', '__pgs_count');
+            IF v_group_cols IS NOT NULL THEN
+                EXECUTE format('CREATE INDEX ON %I.%I (%s)', v_schema, v_table, v_group_cols);
+            END IF;
+        END IF;
+    END IF;
     EXECUTE format('CREATE TRIGGER __pgs_guard_dml BEFORE INSERT OR UPDATE OR DELETE ON %I.%I '
                    'FOR EACH STATEMENT EXECUTE FUNCTION pgstream_lite.guard_dml()', v_schema, v_table);
     EXECUTE format('CREATE TRIGGER __pgs_guard_truncate BEFORE TRUNCATE ON %I.%I '
                    'FOR EACH STATEMENT EXECUTE FUNCTION pgstream_lite.guard_dml()', v_schema, v_table);
     EXECUTE format('COMMENT ON COLUMN %I.%I.__pgs_row_id IS %L', v_schema, v_table,
                    'pgstream row identity (hash of the row and its occurrence number)');
+    IF v_count IS NOT NULL THEN
+        EXECUTE format('COMMENT ON COLUMN %I.%I.__pgs_count IS %L', v_schema, v_table,
+                       CASE v_shape.kind WHEN 'DISTINCT'
+                            THEN 'pgstream: number of rows of the query behind this distinct row'
+                            ELSE 'pgstream: number of source rows in this group' END);
+    END IF;
 
     SELECT string_agg(quote_ident(s), ', ') INTO v_path FROM unnest(current_schemas(false)) s;
     INSERT INTO pgstream.pgs_stream_tables
@@ -107,8 +148,8 @@ BEGIN
     -- scheduled refresh when initialize => false) has populated it.
     VALUES (v_relid, v_table, v_schema, p_query, v_sched, v_mode, 'INITIALIZING', false)
     RETURNING pgs_id INTO v_id;
-    INSERT INTO pgstream_lite.st_meta (pgs_id, body, columns, search_path, timezone)
-    VALUES (v_id, v_body, v_cols, coalesce(v_path, ''), current_setting('TimeZone'));
+    INSERT INTO pgstream_lite.st_meta (pgs_id, body, columns, search_path, timezone, count_query)
+    VALUES (v_id, v_body, v_cols, coalesce(v_path, ''), current_setting('TimeZone'), v_count);
 
     -- 6. dependencies, cycles, change capture
     INSERT INTO pgstream.pgs_dependencies (pgs_id, source_relid, source_type, columns_used, cdc_mode)
