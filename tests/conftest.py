@@ -48,6 +48,26 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"pgstream engine: {ENGINE} (PGSTREAM_ENGINE)"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`@pytest.mark.engines("pgstream-lite", reason="...")`: a behaviour only the listed engines
+    have. On any other engine the test is reported as skipped with that reason (counted in the
+    per-engine summary), never run and never silently dropped."""
+    for item in items:
+        marker = item.get_closest_marker("engines")
+        if marker is None:
+            continue
+        reason = marker.kwargs.get("reason")
+        if not reason or not marker.args or set(marker.args) - set(ENGINES):
+            raise pytest.UsageError(
+                f"{item.nodeid}: @pytest.mark.engines needs engine names among {ENGINES}"
+                " and a reason"
+            )
+        if ENGINE not in marker.args:
+            item.add_marker(
+                pytest.mark.skip(reason=f"only on {', '.join(marker.args)}: {reason}")
+            )
+
+
 @pytest.fixture(scope="session")
 def engine() -> str:
     """The engine this session runs on: pgstream-lite, pg_stream or pg_trickle."""
