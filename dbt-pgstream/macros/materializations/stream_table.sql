@@ -204,7 +204,7 @@
     {%- if plain_relation -%}
       {%- do statements.append(dbt_pgstream._pgstream_drop_plain_relation_sql(relation)) -%}
     {%- endif -%}
-    {%- if engine.pg_stream_01 -%}
+    {%- if engine.serialize_creates -%}
       {%- do statements.append(dbt_pgstream._pgstream_create_lock_sql()) -%}
     {%- endif -%}
     {%- if action == 'replaced' -%}
@@ -218,6 +218,14 @@
     {%- endif -%}
     {%- do statements.append(dbt_pgstream.create_stream_table(
         relation, query, cfg.schedule, cfg.refresh_mode, cfg.initialize)) -%}
+    {%- if action == 'replaced' and state.upstream_replaced
+          and engine.repair_after_source_recreated -%}
+      {%- do statements.append(dbt_pgstream._pgstream_repair_sql(relation)) -%}
+      {%- if cfg.initialize -%}
+        {#- the repair marks the table for a full refresh: do it now, as a create would -#}
+        {%- do statements.append(dbt_pgstream.refresh_stream_table(relation)) -%}
+      {%- endif -%}
+    {%- endif -%}
     {%- if cfg.status is not none -%}
       {%- do statements.append(dbt_pgstream.alter_stream_table(relation, status=cfg.status)
           ~ '\n  AND st.status IS DISTINCT FROM ' ~ lit(cfg.status)) -%}

@@ -14,7 +14,12 @@
       columns (row_id, count, internal_prefix), and what the API can do in place
       (alter_sets_calculated: alter_stream_table can go back to a CALCULATED schedule), and
       pg_stream_01: the engine is the pg_stream 0.1 extension, whose defects the package works
-      around or refuses up front (_engine_limits.sql).
+      around or refuses up front (_engine_limits.sql); serialize_creates: creates over one
+      source race on its change buffer (measured on pg_stream 0.1 and pg_trickle 0.67), so the
+      package serialises creates on these engines; repair_after_source_recreated: dropping the
+      last stream table over a dropped-and-recreated source also drops the change-capture
+      triggers of the new source (measured on pg_trickle 0.67), so a replace for a dropped
+      source ends with the engine's repair_stream_table(), which rebuilds them.
 
     Read once per dbt invocation (one query, kept in the run's `graph` dict: every node of a run
     shares it), so a model's deploy still costs one catalog round trip. Project var
@@ -63,7 +68,9 @@
   {%- endif -%}
   {#- defects of pg_stream 0.1 the package works around or refuses up front (_engine_limits.sql) -#}
   {%- do names.update({'pg_stream_01': names.engine == 'pg_stream'
-                                       and (names.version or '').startswith('0.1')}) -%}
+                                       and (names.version or '').startswith('0.1'),
+                       'serialize_creates': names.engine in ['pg_stream', 'pg_trickle'],
+                       'repair_after_source_recreated': names.engine == 'pg_trickle'}) -%}
   {%- if execute and graph is mapping and names.engine is not none -%}
     {%- do graph.update({cache_key: names}) -%}
   {%- endif -%}

@@ -71,11 +71,25 @@ DO {{ lit(body) }}
 {%- endmacro %}
 
 
-{#- Private: pg_stream 0.1's creates over one source race on the source's change buffer
-    (`duplicate key value violates unique constraint "pg_type_typname_nsp_index"` from its
-    CREATE TABLE IF NOT EXISTS), so creates are serialised database-wide on that engine. Taken
-    after the stream table's own lock, so the lock order is always the same. -#}
+{#- Private: on the real engines (pg_stream 0.1, pg_trickle 0.67) creates over one source race
+    on the source's change buffer (`duplicate key value violates unique constraint
+    "pg_type_typname_nsp_index"` from their CREATE TABLE IF NOT EXISTS of the buffer), so creates
+    are serialised database-wide there. Taken after the stream table's own lock, so the lock
+    order is always the same. -#}
 {% macro _pgstream_create_lock_sql() -%}
   SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(
-      'dbt_pgstream:pg_stream 0.1 create', 0))
+      'dbt_pgstream:create', 0))
+{%- endmacro %}
+
+
+{#- Private: pg_trickle 0.67 names a source's change-capture objects by the source's schema and
+    name, so after a source is dropped and recreated, dropping a stream table that still reads
+    the dropped one also drops the triggers just created on the new source for the stream
+    tables already replaced over it: they silently stop seeing changes. The engine's
+    repair_stream_table() rebuilds missing triggers (and schedules a full refresh of the table
+    it repairs). Run at the end of a replace caused by a dropped source, in the same
+    transaction, so no write to the source can fall between the drop and the repair. -#}
+{% macro _pgstream_repair_sql(relation) -%}
+  SELECT {{ dbt_pgstream._pgstream_fn('repair_stream_table') }}(name => {{
+      dbt_pgstream._pgstream_api_name(relation) }})
 {%- endmacro %}
