@@ -62,21 +62,22 @@ lint: $(VENV)/.installed
 # Rust toolchain for a real engine) or collected no test.
 test: $(VENV)/.installed $(if $(WITH_LITE),$(OLDER_PG) $(VENV_DBT16)/.installed)
 	@rm -rf $(RESULTS) && mkdir -p $(RESULTS)
-	-@$(TIERS) run lint -- $(VENV)/bin/ruff check src tests benchmarks demo
+	@$(TIERS) run lint -- $(VENV)/bin/ruff check src tests benchmarks demo || true
 ifneq ($(WITH_LITE),)
-	-@$(TIERS) run pgstream-lite --engine pgstream-lite -- $(PYTEST) tests
-	-@$(TIERS) run pgstream-lite-dbt16 --engine pgstream-lite \
-	  --env DBT_EXECUTABLE=$(DBT16) --env DBT_EXPECTED_VERSION=1.6 -- $(PYTEST) tests/e2e -m dbt16
+	@$(TIERS) run pgstream-lite --engine pgstream-lite -- $(PYTEST) tests || true
+	@$(TIERS) run pgstream-lite-dbt16 --engine pgstream-lite \
+	  --env DBT_EXECUTABLE=$(DBT16) --env DBT_EXPECTED_VERSION=1.6 \
+	  -- $(PYTEST) tests/e2e -m dbt16 || true
 endif
-	-@for engine in $(REAL_ENGINES); do \
-	  $(TIERS) run $$engine --engine $$engine -- $(PYTEST) $(REAL_ENGINE_TESTS); done
+	@for engine in $(REAL_ENGINES); do \
+	  $(TIERS) run $$engine --engine $$engine -- $(PYTEST) $(REAL_ENGINE_TESTS) || true; done
 	@$(TIERS) summary --expect $(EXPECTED_TIERS)
 
 # One real engine's tier alone: make test-engine ENGINE=pg_trickle
 test-engine: $(VENV)/.installed
 	@rm -rf $(RESULTS)/$(ENGINE).*
-	-@$(TIERS) run $(ENGINE) --engine $(ENGINE) -- $(PYTEST) \
-	  $(if $(filter pgstream-lite,$(ENGINE)),tests,$(REAL_ENGINE_TESTS))
+	@$(TIERS) run $(ENGINE) --engine $(ENGINE) -- $(PYTEST) \
+	  $(if $(filter pgstream-lite,$(ENGINE)),tests,$(REAL_ENGINE_TESTS)) || true
 	@$(TIERS) summary --expect $(ENGINE)
 
 # Build (or find cached) both real engines; prints each one's PostgreSQL prefix.

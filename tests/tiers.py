@@ -99,21 +99,24 @@ def summarize(expected: list[str], results: Path) -> int:
             if record.get("unavailable"):
                 problems.append("    (`make test ENGINES=pgstream-lite` tests pgstream-lite alone)")
             continue
-        verdict = "ok" if record["rc"] == 0 else f"FAIL (exit {record['rc']})"
+        tier_verdict = "ok" if record["rc"] == 0 else f"FAIL (exit {record['rc']})"
         if record["rc"] != 0:
             problems.append(f"tier {name} failed (exit {record['rc']})")
         if not record["pytest"]:
-            rows.append((name, engine, "-", "", "", "", "", verdict))
+            rows.append((name, engine, "-", "", "", "", "", tier_verdict))
             continue
         xml = results / f"{name}.xml"
         counts = junit_counts(xml) if xml.is_file() else {}
-        total = sum((sum(c.values()) for c in counts.values()), 0)
-        if total == 0:
-            verdict = "FAIL (no tests collected)"
+        if not sum((sum(c.values()) for c in counts.values()), 0):
+            rows.append((name, engine, "-", "0", "0", "0", "0", "FAIL (no tests collected)"))
             problems.append(f"tier {name} collected no tests")
-        for suite, c in sorted(counts.items()) or [("-", Counter())]:
+            continue
+        for suite, c in sorted(counts.items()):
             per_engine.setdefault(engine, Counter()).update(c)
+            verdict = "FAIL" if c["failed"] or c["errors"] else "ok"
             rows.append((name, engine, suite, *(str(c[o]) for o in OUTCOMES), verdict))
+        if record["rc"] != 0 and all(r[-1] == "ok" for r in rows if r[0] == name):
+            rows.append((name, engine, "(pytest)", "", "", "", "", tier_verdict))
 
     header = ("tier", "engine", "suite", *OUTCOMES, "result")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
