@@ -241,7 +241,8 @@ def _build(
     logfile = cache_root() / "logs" / f"build-{directory.name}.log"
     logfile.parent.mkdir(parents=True, exist_ok=True)
     logfile.write_text("")
-    log(f"building {spec.name} (a few minutes with compiled dependencies, ~15+ on a fresh cache)")
+    log(f"building {spec.name}: 2-4 minutes on 2 cores (under a minute once its dependencies "
+        "are compiled), plus ~12 minutes for cargo-pgrx when it is not cached")
     log(f"source: {source.kind} {source.location} ({source.identity})")
     if source.lock:
         log(f"Cargo.lock: {source.lock}")
@@ -250,7 +251,6 @@ def _build(
 
     cargo = _find_cargo(spec)
     _ensure_debian_packages(log)
-    cargo_pgrx = ensure_cargo_pgrx(source.pgrx_version, cargo, log)
 
     if directory.exists():
         log(f"removing an incomplete build in {directory}")
@@ -273,6 +273,8 @@ def _build(
     # could pass for the previous build's. Fresh mtimes make cargo recompile the crate itself.
     _touch_tree(src)
 
+    # After the source is in place, so that a source that cannot be had fails fast.
+    cargo_pgrx = ensure_cargo_pgrx(source.pgrx_version, cargo, log)
     env = _cargo_env(cargo)
     env["PGRX_HOME"] = str(directory / "pgrx-home")
     env["CARGO_TARGET_DIR"] = str(cache_root() / "cargo-target" / spec.name)

@@ -88,3 +88,9 @@ def is_engine_detection(query: str) -> bool:
     """The package's once-per-invocation engine detection query (macros/utils/_engine.sql)."""
     return "AS extensions" in query and "pg_extension" in query
 
+
+def quotes_names(engine: str) -> bool:
+    """Whether the engine takes schema and table names that need quoting (upper case, spaces,
+    dots, quotes). pg_stream 0.1 and pg_trickle 0.67 cast an unquoted `schema || '.' || name`
+    to regclass, so the package refuses such names there (macros/utils/_engine_limits.sql)."""
+    return engine not in ("pg_stream", "pg_trickle")

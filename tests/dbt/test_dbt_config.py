@@ -3,6 +3,7 @@ what is allowed, raised before any SQL runs (the database is left untouched)."""
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from dbt.tests.util import run_dbt
 from pgs_util import SeededProject, message, order_totals, write_model
@@ -73,7 +74,16 @@ class TestGoodConfigValues(SeededProject):
 
 
 class TestScheduleBelowMinimum(SeededProject):
-    """The minimum number of seconds is pg_stream's check: its error surfaces naming the model."""
+    """The minimum number of seconds is the engine's check: its error surfaces naming the model.
+    The minimum is set to 60 seconds on the class's database (pg_stream's default; pg_trickle's
+    is 1)."""
+
+    @pytest.fixture(scope="class", autouse=True)
+    @classmethod
+    def _minimum_60s(cls, dsn, dbt_database, engine):
+        guc = f"{'pg_trickle' if engine == 'pg_trickle' else 'pg_stream'}.min_schedule_seconds"
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{dbt_database}" SET {guc} = 60')
 
     @pytest.fixture(scope="class")
     @classmethod

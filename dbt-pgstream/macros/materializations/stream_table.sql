@@ -72,6 +72,19 @@
   {%- endif -%}
   {{ log('dbt_pgstream: ' ~ model.name ~ ' (' ~ target_relation.schema ~ '.'
          ~ target_relation.identifier ~ '): ' ~ plan.message, info=True) }}
+  {%- if plan.action == 'replaced' and plan.get('dropped_with_it') -%}
+    {%- set dropped = [] -%}
+    {%- for down in plan.dropped_with_it -%}
+      {%- do dropped.append(down[0] ~ '.' ~ down[1]) -%}
+      {%- do adapter.cache_dropped(api.Relation.create(database=target_relation.database,
+          schema=down[0], identifier=down[1], type='table')) -%}
+    {%- endfor -%}
+    {{ log('dbt_pgstream: ' ~ model.name ~ ' (' ~ target_relation.schema ~ '.'
+           ~ target_relation.identifier ~ '): the stream tables reading it were dropped with it ('
+           ~ dbt_pgstream._pgstream_engine().engine ~ ' drops them on a replace): '
+           ~ dropped | join(', ') ~ '; their models create them again when they run',
+           info=True) }}
+  {%- endif %}
   {#-- refresh_on_run: a stream table left in place (unchanged / altered) is refreshed now, so
        what runs after this model (tests, downstream models) sees fresh data --#}
   {%- if cfg.refresh_on_run and plan.action in ['unchanged', 'altered'] -%}
@@ -213,7 +226,10 @@
       {%- if engine.pg_stream_01 and state.upstream_replaced -%}
         {%- do statements.append(dbt_pgstream._pgstream_drop_storage_sql(relation, condition)) -%}
       {%- else -%}
-        {%- do statements.append(dbt_pgstream.drop_stream_table(relation, condition=condition)) -%}
+        {#- cascade: where the engine refuses to drop a stream table others read (pg_trickle),
+            they go with it; their models create them again when they run -#}
+        {%- do statements.append(dbt_pgstream.drop_stream_table(relation, condition=condition,
+                                                                 cascade=true)) -%}
       {%- endif -%}
     {%- endif -%}
     {%- do statements.append(dbt_pgstream.create_stream_table(
@@ -245,7 +261,10 @@
   {%- endif -%}
 
   {{ return({'action': action, 'message': message,
-             'sql': '-- dbt_pgstream: ' ~ message ~ '\n' ~ statements | join(';\n') ~ ';\n'}) }}
+             'sql': '-- dbt_pgstream: ' ~ message ~ '\n' ~ statements | join(';\n') ~ ';\n',
+             'dropped_with_it': state.dependent_stream_tables
+                                if action == 'replaced' and engine.drop_needs_cascade
+                                else []}) }}
 {% endmacro %}
 
 

@@ -19,7 +19,12 @@
       package serialises creates on these engines; repair_after_source_recreated: dropping the
       last stream table over a dropped-and-recreated source also drops the change-capture
       triggers of the new source (measured on pg_trickle 0.67), so a replace for a dropped
-      source ends with the engine's repair_stream_table(), which rebuilds them.
+      source ends with the engine's repair_stream_table(), which rebuilds them;
+      quotes_names: the engine quotes the schema and table names it is given (false on
+      pg_stream 0.1 and pg_trickle 0.67: both cast an unquoted `schema || '.' || name` to
+      regclass, so a name that needs quoting is refused up front, _engine_limits.sql);
+      drop_needs_cascade: drop_stream_table() refuses a stream table other stream tables read
+      unless it is called with cascade => true, which drops them too (pg_trickle).
 
     Read once per dbt invocation (one query, kept in the run's `graph` dict: every node of a run
     shares it), so a model's deploy still costs one catalog round trip. Project var
@@ -70,7 +75,9 @@
   {%- do names.update({'pg_stream_01': names.engine == 'pg_stream'
                                        and (names.version or '').startswith('0.1'),
                        'serialize_creates': names.engine in ['pg_stream', 'pg_trickle'],
-                       'repair_after_source_recreated': names.engine == 'pg_trickle'}) -%}
+                       'repair_after_source_recreated': names.engine == 'pg_trickle',
+                       'quotes_names': names.engine not in ['pg_stream', 'pg_trickle'],
+                       'drop_needs_cascade': names.api == 'pg_trickle'}) -%}
   {%- if execute and graph is mapping and names.engine is not none -%}
     {%- do graph.update({cache_key: names}) -%}
   {%- endif -%}

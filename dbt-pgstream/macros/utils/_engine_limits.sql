@@ -1,27 +1,32 @@
 {#- Private: what the engine cannot do, refused before any SQL is sent, with one error naming the
     model, the engine and its version, and what to do. Only defects measured on a real engine
     are here (docs/engines.md):
-    pg_stream 0.1 looks stream tables up by an unquoted `schema || '.' || name` cast to
-    regclass, so a schema or table name that needs quoting (upper case, spaces, quotes, dots,
-    anything but lower-case letters, digits, _ and $) cannot be created, refreshed or dropped;
-    and its DIFFERENTIAL mode fails on GROUP BY by position (`GROUP BY 1`: "column "1" does not
-    exist", from the index it builds on the GROUP BY columns).
+    pg_stream 0.1 and pg_trickle 0.67 (quotes_names false) cast an unquoted
+    `schema || '.' || name` to regclass, so a schema or table name that needs quoting (upper
+    case, spaces, quotes, dots, anything but lower-case letters, digits, _ and $) cannot be
+    used: pg_stream 0.1 creates the stream table but can never refresh or drop it, pg_trickle
+    0.67 fails the create ("invalid name syntax", "cross-database references are not
+    implemented", or the relation is not found);
+    pg_stream 0.1's DIFFERENTIAL mode fails on GROUP BY by position (`GROUP BY 1`: "column "1"
+    does not exist", from the index it builds on the GROUP BY columns).
     Args: relation (Relation), cfg (dict from _pgstream_stream_table_config), query (text). -#}
 {% macro _pgstream_assert_engine_supports(relation, cfg, query) %}
   {%- set e = dbt_pgstream._pgstream_engine() -%}
-  {%- if not e.pg_stream_01 -%}{{ return(none) }}{%- endif -%}
+  {%- if e.quotes_names and not e.pg_stream_01 -%}{{ return(none) }}{%- endif -%}
+  {%- set engine_version = e.engine ~ ' ' ~ e.version -%}
   {%- set where = "dbt_pgstream: cannot deploy stream_table model '" ~ model.name ~ "' ("
-      ~ relation.schema ~ '.' ~ relation.identifier ~ ") on pg_stream " ~ e.version ~ ": " -%}
-  {%- for kind, value in [('schema', relation.schema), ('table name', relation.identifier)] -%}
+      ~ relation.schema ~ '.' ~ relation.identifier ~ ") on " ~ engine_version ~ ": " -%}
+  {%- for kind, value in [('schema', relation.schema), ('table name', relation.identifier)]
+        if not e.quotes_names -%}
     {%- if not modules.re.match('^[a-z_][a-z0-9_$]*$', value) -%}
       {{ exceptions.raise_compiler_error(where ~ "its " ~ kind ~ " '" ~ value
-          ~ "' needs quoting in SQL, and pg_stream 0.1 looks stream tables up by their unquoted "
-          ~ "name, so it could be created but never refreshed or dropped. Use a " ~ kind
-          ~ " of lower-case letters, digits and _ (dbt's `alias` / `schema` config), or use "
-          ~ "pg_trickle, which quotes names. Nothing was changed.") }}
+          ~ "' needs quoting in SQL, and " ~ engine_version ~ " reads stream table names "
+          ~ "unquoted, so it cannot create, refresh and drop it. Use a " ~ kind
+          ~ " of lower-case letters, digits and _ (dbt's `alias` / `schema` config). "
+          ~ "Nothing was changed.") }}
     {%- endif -%}
   {%- endfor -%}
-  {%- if cfg.refresh_mode == 'DIFFERENTIAL' -%}
+  {%- if cfg.refresh_mode == 'DIFFERENTIAL' and e.pg_stream_01 -%}
     {%- set code = [] -%}
     {%- for token in dbt_pgstream._pgstream_sql_tokens(query) -%}
       {%- if not (token.startswith("'") or token.startswith('--') or token.startswith('/*')

@@ -32,7 +32,8 @@
         COALESCE(st.status IS DISTINCT FROM {{ lit(cfg.status) }}, false) AS status_changed,
         {{ dbt_pgstream._pgstream_sql_managed_indexes() }} AS managed_indexes,
         {{ dbt_pgstream._pgstream_sql_current_grants() }} AS current_grants,
-        {{ dbt_pgstream._pgstream_sql_current_comments() }} AS current_comments
+        {{ dbt_pgstream._pgstream_sql_current_comments() }} AS current_comments,
+        {{ dbt_pgstream._pgstream_sql_dependent_stream_tables() }} AS dependent_stream_tables
     FROM (VALUES (1)) AS one (x)
     LEFT JOIN (pg_catalog.pg_class AS rel
                JOIN pg_catalog.pg_namespace AS ns ON ns.oid = rel.relnamespace)
@@ -56,9 +57,30 @@
   {%- endfor -%}
   {#- JSON text columns (indexes, grants, comments: see _indexes.sql, _grants_docs.sql) -#}
   {%- for column, empty in [('managed_indexes', []), ('current_grants', {}),
-                            ('current_comments', {})] -%}
+                            ('current_comments', {}), ('dependent_stream_tables', [])] -%}
     {%- set value = row[column] -%}
     {%- do state.update({column: fromjson(value | string) if value is not none else empty}) -%}
   {%- endfor -%}
   {{ return(state) }}
 {% endmacro %}
+
+
+{#- JSON text: [[schema, name], ...] of the stream tables that read this one, where a replace
+    drops them with it (drop_needs_cascade: pg_trickle), for the run's log and dbt's cache;
+    NULL elsewhere (pg_stream leaves them in place, reading a dropped relation until their own
+    model replaces them). -#}
+{% macro _pgstream_sql_dependent_stream_tables(alias='st') -%}
+  {%- set e = dbt_pgstream._pgstream_engine() -%}
+  {%- if e.drop_needs_cascade -%}
+  (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(down.{{ e.st_schema }},
+                                                          down.{{ e.st_name }})
+                              ORDER BY down.{{ e.st_schema }}, down.{{ e.st_name }})::text
+   FROM {{ e.stream_tables }} AS down
+   WHERE down.{{ e.id }} <> {{ alias }}.{{ e.id }}
+     AND EXISTS (SELECT 1 FROM {{ e.dependencies }} AS dep
+                 WHERE dep.{{ e.id }} = down.{{ e.id }}
+                   AND dep.source_relid = {{ alias }}.{{ e.relid }}))
+  {%- else -%}
+  NULL::text
+  {%- endif -%}
+{%- endmacro %}
