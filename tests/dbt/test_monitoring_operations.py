@@ -11,8 +11,7 @@ import psycopg
 import pytest
 from dbt.tests.util import run_dbt, run_dbt_and_capture
 from pgs_util import TOTALS, SeededProject, order_totals, totals_rows
-
-from pgstream_lite.scheduler import tick
+from refreshes import refresh_marks, refreshes_since
 
 BIG_CUSTOMERS_SQL = """
 {{ config(materialized='stream_table', schedule='1h', tags=['nightly']) }}
@@ -28,17 +27,6 @@ def run_operation(macro: str, args: dict | None = None, expect_pass: bool = True
     return logs
 
 
-def refresh_counts(pg) -> dict[str, int]:
-    return dict(
-        pg.query(
-            "SELECT s.pgs_name, count(h.refresh_id) FROM pgstream.pgs_stream_tables s"
-            " LEFT JOIN pgstream.pgs_refresh_history h USING (pgs_id)"
-            " WHERE s.pgs_schema = %s GROUP BY 1",
-            (pg.schema,),
-        )
-    )
-
-
 class TestRefreshAll(SeededProject):
     @pytest.fixture(scope="class")
     def models(self):
@@ -52,30 +40,34 @@ class TestRefreshAll(SeededProject):
     def test_refreshes_upstream_first_and_selects(self, project, pg):
         run_dbt(["run", "--threads", "1"])
         pg.execute(f"INSERT INTO {pg.schema}.raw_orders VALUES (9, 9, 50.00)")
-        before = refresh_counts(pg)
+        before = refresh_marks(pg)
 
         logs = run_operation("refresh_all_stream_tables")
         assert logs.index("z_order_totals (") < logs.index("big_customers (")
         assert "refreshed 3 stream table(s)" in logs
-        assert refresh_counts(pg) == {name: n + 1 for name, n in before.items()}
+        assert refreshes_since(pg, before) == {name: 1 for name in before}
         assert totals_rows(pg, "z_order_totals")[9] == (50.0, 1)
         assert totals_rows(pg, "other_totals")[9] == (50.0, 1)
         assert (9, 50) in [
             (c, float(t)) for c, t in pg.rows("big_customers", "customer_id, total_amount")
         ]
 
-        before = refresh_counts(pg)
+        before = refresh_marks(pg)
         logs = run_operation("refresh_all_stream_tables", {"select": "tag:nightly"})
         assert logs.index("z_order_totals (") < logs.index("big_customers (")
-        assert refresh_counts(pg) == {
-            **before,
-            "z_order_totals": before["z_order_totals"] + 1,
-            "big_customers": before["big_customers"] + 1,
+        assert refreshes_since(pg, before) == {
+            "z_order_totals": 1,
+            "big_customers": 1,
+            "other_totals": 0,
         }
 
-        before = refresh_counts(pg)
+        before = refresh_marks(pg)
         run_operation("refresh_all_stream_tables", {"select": ["other_totals"]})
-        assert refresh_counts(pg) == {**before, "other_totals": before["other_totals"] + 1}
+        assert refreshes_since(pg, before) == {
+            "z_order_totals": 0,
+            "big_customers": 0,
+            "other_totals": 1,
+        }
 
         logs = run_operation(
             "refresh_all_stream_tables", {"select": ["no_such_model"]}, expect_pass=False
@@ -87,11 +79,11 @@ class TestRefreshAll(SeededProject):
             "SELECT pgstream.alter_stream_table(%s, status => 'SUSPENDED')",
             (f"{pg.schema}.big_customers",),
         )
-        before = refresh_counts(pg)
+        before = refresh_marks(pg)
         logs = run_operation("refresh_all_stream_tables", expect_pass=False)
         assert f"SUSPENDED: big_customers ({pg.schema}.big_customers)" in logs
         assert "Nothing was refreshed" in logs
-        assert refresh_counts(pg) == before
+        assert refreshes_since(pg, before) == {name: 0 for name in before}
 
 
 class TestStatusAndCdcHealth(SeededProject):
@@ -140,9 +132,14 @@ class TestStatusAndCdcHealth(SeededProject):
 
     def test_check_cdc_health(self, project, pg):
         logs = run_operation("check_cdc_health")
-        # raw_orders, and order_totals (read by big_customers)
-        assert "change capture of 2 source table(s)" in logs
-        assert f"{pg.schema}.raw_orders " in logs and f"{pg.schema}.order_totals " in logs
+        # one line per source the engine captures changes from: raw_orders on every engine;
+        # pgstream-lite lists order_totals too (read by big_customers), pg_stream 0.1 and
+        # pg_trickle 0.67 list base tables only
+        sources = [n for (n,) in pg.query("SELECT source_table FROM pgstream.check_cdc_health()")]
+        assert f"{pg.schema}.raw_orders" in sources
+        assert f"change capture of {len(sources)} source table(s)" in logs
+        for name in sources:
+            assert f"\n{name} " in logs
         assert "TRIGGER" in logs
 
         # a tracked source table that no longer exists raises an alert: the operation fails
@@ -162,22 +159,30 @@ class TestWaitForPopulated(SeededProject):
             ),
         }
 
-    def test_times_out_then_returns_once_the_scheduler_ran(self, project, pg, db_dsn):
+    def test_times_out_then_returns_once_populated(self, project, pg, db_dsn):
         run_dbt(["run", "--threads", "1"])
 
         started = time.monotonic()
         logs = run_operation("wait_for_populated", {"timeout_seconds": 1}, expect_pass=False)
         assert 1 <= time.monotonic() - started < 10
         assert "timed out after 1s; 2 stream table(s) still not populated" in logs
-        assert f"order_totals ({pg.schema}.order_totals, ACTIVE)" in logs
-        assert f"full_totals ({pg.schema}.full_totals, ACTIVE)" in logs
+        # initialize: false leaves a stream table INITIALIZING until its first refresh
+        assert f"order_totals ({pg.schema}.order_totals, INITIALIZING)" in logs
+        assert f"full_totals ({pg.schema}.full_totals, INITIALIZING)" in logs
+        assert "run-operation refresh_all_stream_tables" in logs
 
-        def scheduler_later():
+        # another session fills them 1.5 s later (a deploy step: the schedulers of pg_stream 0.1
+        # and pg_trickle 0.67 never refresh an INITIALIZING stream table, see refreshes.py)
+        def refresh_later():
             time.sleep(1.5)
             with psycopg.connect(db_dsn, autocommit=True) as conn:
-                tick(conn)
+                for name in ["order_totals", "full_totals"]:
+                    conn.execute(
+                        pg.sql("SELECT pgstream.refresh_stream_table(name => %s)"),
+                        (f"{pg.schema}.{name}",),
+                    )
 
-        thread = threading.Thread(target=scheduler_later)
+        thread = threading.Thread(target=refresh_later)
         thread.start()
         started = time.monotonic()
         logs = run_operation("wait_for_populated", {"timeout_seconds": 30, "poll_seconds": 0.5})

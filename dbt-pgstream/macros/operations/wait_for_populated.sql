@@ -1,8 +1,11 @@
 {#- dbt run-operation wait_for_populated --args '{"timeout_seconds": 60}'
     Blocks until every stream table of the project (or of `select`: 'tag:<tag>', a model name,
     or a list of those) is populated, e.g. in CI after models built with initialize: false,
-    while the engine's scheduler fills them. Re-checks the catalog every `poll_seconds`
-    (SELECT pg_sleep between checks; no lock is held while it sleeps), for at most
+    while something else fills them. A stream table created with initialize: false stays
+    INITIALIZING until its first refresh, and the schedulers of pg_stream 0.1 and pg_trickle 0.67
+    never run that one (they refresh ACTIVE stream tables only): a deploy step has to
+    (run-operation refresh_all_stream_tables, or refresh_after_build). Re-checks the catalog every
+    `poll_seconds` (SELECT pg_sleep between checks; no lock is held while it sleeps), for at most
     `timeout_seconds`; on timeout it fails naming the stream tables still empty (a model whose
     stream table does not exist counts as empty). -#}
 {% macro wait_for_populated(timeout_seconds=60, poll_seconds=1, select=none) -%}
@@ -22,7 +25,7 @@
   {%- set nodes = dbt_pgstream._pgstream_select_nodes(select, 'wait_for_populated') -%}
   {%- set datetime = modules.datetime -%}
   {%- set started = datetime.datetime.now() -%}
-  {%- set state = namespace(empty=[], done=false, checks=0) -%}
+  {%- set state = namespace(empty=[], done=false, checks=0, initializing=false) -%}
   {%- set poll = [poll_seconds, 0.1] | max -%}
   {#- At most one check per poll interval, plus the first and the last. -#}
   {%- for attempt in range(((timeout_seconds / poll) | round(0, 'ceil') | int) + 2) -%}
@@ -30,11 +33,13 @@
     {%- do adapter.commit() -%}
     {%- set state.checks = state.checks + 1 -%}
     {%- set empty = [] -%}
+    {%- set state.initializing = false -%}
     {%- for row in rows -%}
       {%- if not row.deployed -%}
         {%- do empty.append(row.model ~ ' (' ~ row.relation ~ ', not deployed)') -%}
       {%- elif not row.is_populated -%}
         {%- do empty.append(row.model ~ ' (' ~ row.relation ~ ', ' ~ row.status ~ ')') -%}
+        {%- set state.initializing = state.initializing or row.status == 'INITIALIZING' -%}
       {%- endif -%}
     {%- endfor -%}
     {%- set state.empty = empty -%}
@@ -60,7 +65,10 @@
     {{ exceptions.raise_compiler_error(
         'dbt_pgstream: wait_for_populated: timed out after ' ~ timeout_seconds ~ 's; '
         ~ state.empty | length ~ ' stream table(s) still not populated: '
-        ~ state.empty | join(', ')) }}
+        ~ state.empty | join(', ')
+        ~ ('. An INITIALIZING stream table (initialize: false) is filled by its first refresh, '
+           ~ 'which the schedulers of pg_stream 0.1 and pg_trickle 0.67 never run: '
+           ~ 'dbt run-operation refresh_all_stream_tables' if state.initializing else '')) }}
   {%- endif -%}
   {{ log('dbt_pgstream: all ' ~ nodes | length ~ ' stream table(s) populated (waited '
          ~ waited ~ 's)', info=True) }}
