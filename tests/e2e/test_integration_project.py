@@ -195,7 +195,12 @@ def test_integration_project_lifecycle(project_dir: Path, fresh_dsn: str, engine
         v2 = ["--vars", "{order_totals_schedule: 5m, order_totals_version: 2}"]
         out = dbt("run", *v2)
         assert "replaced (query changed)" in out
-        assert "replaced (upstream replaced)" in out
+        if engine == "pg_trickle":
+            # its drop_stream_table takes the stream tables reading it along (cascade): the
+            # package says so, and the downstream model, later in the same run, creates it again
+            assert "big_customers (dbt_pgstream_it.big_customers): created" in out, out
+        else:
+            assert "replaced (upstream replaced)" in out
         ot3, bc3 = pg.st("order_totals"), pg.st("big_customers")
         assert ot3["pgs_relid"] != ot2["pgs_relid"] and bc3["pgs_relid"] != bc["pgs_relid"]
         assert "max_amount" in ot3["defining_query"] and ot3["schedule"] == "5m"
@@ -206,7 +211,11 @@ def test_integration_project_lifecycle(project_dir: Path, fresh_dsn: str, engine
 
         # --full-refresh: both replaced although nothing changed
         out = dbt("run", "--full-refresh", *v2)
-        assert out.count("): replaced (full refresh") == 2
+        if engine == "pg_trickle":  # big_customers went with order_totals (cascade), then back
+            assert out.count("): replaced (full refresh") == 1, out
+            assert "big_customers (dbt_pgstream_it.big_customers): created" in out, out
+        else:
+            assert out.count("): replaced (full refresh") == 2, out
         ot4, bc4 = pg.st("order_totals"), pg.st("big_customers")
         assert ot4["pgs_relid"] != ot3["pgs_relid"] and bc4["pgs_relid"] != bc3["pgs_relid"]
         assert ot4["defining_query"] == ot3["defining_query"]

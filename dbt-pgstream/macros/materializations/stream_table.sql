@@ -234,6 +234,9 @@
     {%- endif -%}
     {%- do statements.append(dbt_pgstream.create_stream_table(
         relation, query, cfg.schedule, cfg.refresh_mode, cfg.initialize)) -%}
+    {%- if engine.unique_row_id_for_counted -%}
+      {%- do statements.append(dbt_pgstream._pgstream_unique_row_id_sql(relation)) -%}
+    {%- endif -%}
     {%- if action == 'replaced' and state.upstream_replaced
           and engine.repair_after_source_recreated -%}
       {%- do statements.append(dbt_pgstream._pgstream_repair_sql(relation)) -%}

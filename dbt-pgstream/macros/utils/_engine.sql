@@ -24,7 +24,11 @@
       pg_stream 0.1 and pg_trickle 0.67: both cast an unquoted `schema || '.' || name` to
       regclass, so a name that needs quoting is refused up front, _engine_limits.sql);
       drop_needs_cascade: drop_stream_table() refuses a stream table other stream tables read
-      unless it is called with cascade => true, which drops them too (pg_trickle).
+      unless it is called with cascade => true, which drops them too (pg_trickle);
+      unique_row_id_for_counted: over a source without a primary key (every dbt seed) the engine
+      gives an aggregate or DISTINCT stream table only a non-unique index on its row id, and its
+      DIFFERENTIAL refresh then fails (`there is no unique or exclusion constraint matching the
+      ON CONFLICT specification`: pg_trickle 0.67), so the package adds the unique index.
 
     Read once per dbt invocation (one query, kept in the run's `graph` dict: every node of a run
     shares it), so a model's deploy still costs one catalog round trip. Project var
@@ -77,7 +81,12 @@
                        'serialize_creates': names.engine in ['pg_stream', 'pg_trickle'],
                        'repair_after_source_recreated': names.engine == 'pg_trickle',
                        'quotes_names': names.engine not in ['pg_stream', 'pg_trickle'],
-                       'drop_needs_cascade': names.api == 'pg_trickle'}) -%}
+                       'drop_needs_cascade': names.api == 'pg_trickle',
+                       'unique_row_id_for_counted': names.engine == 'pg_trickle'}) -%}
+  {#- columns_used_from_capture: the engine leaves the dependencies' columns_used NULL
+      (pg_stream 0.1): the columns a stream table depends on are then those its sources' change
+      capture copies (changes_schema: where the change buffers are; _pgstream_sql_columns_used) -#}
+  {%- do names.update({'columns_used_from_capture': names.pg_stream_01}) -%}
   {%- if execute and graph is mapping and names.engine is not none -%}
     {%- do graph.update({cache_key: names}) -%}
   {%- endif -%}
@@ -109,6 +118,7 @@
       'row_id': '__' ~ prefix ~ '_row_id',
       'count': '__' ~ prefix ~ '_count',
       'internal_prefix': '__' ~ prefix ~ '_',
+      'changes_schema': schema ~ '_changes',
       'alter_sets_calculated': api == 'pg_trickle',
   }) }}
 {% endmacro %}

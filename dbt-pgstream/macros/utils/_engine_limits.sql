@@ -98,3 +98,36 @@ DO {{ lit(body) }}
   SELECT {{ dbt_pgstream._pgstream_fn('repair_stream_table') }}(name => {{
       dbt_pgstream._pgstream_api_name(relation) }})
 {%- endmacro %}
+
+
+{#- Private: pg_trickle 0.67 gives a stream table over a source without a primary key (every dbt
+    seed, most staging tables) only a non-unique index on __pgt_row_id, but refreshes an
+    aggregate or DISTINCT one DIFFERENTIALly with INSERT ... ON CONFLICT (__pgt_row_id), which
+    then fails: "there is no unique or exclusion constraint matching the ON CONFLICT
+    specification". Such a table has one row per group, so its row id is unique: the package
+    adds the unique index the engine left out, in the act statement that created the table.
+    A table without the count column (a plain projection over a keyless source may hold
+    duplicate rows) is left alone. -#}
+{% macro _pgstream_unique_row_id_sql(relation) -%}
+  {%- set lit = dbt_pgstream._pgstream_literal -%}
+  {%- set e = dbt_pgstream._pgstream_engine() -%}
+  {%- set body -%}
+DECLARE v_rel regclass := pg_catalog.to_regclass(pg_catalog.format('%I.%I',
+    {{ lit(relation.schema) }}, {{ lit(relation.identifier) }}));
+BEGIN
+  IF v_rel IS NOT NULL
+     AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                 WHERE attrelid = v_rel AND attname = {{ lit(e.count) }} AND NOT attisdropped)
+     AND NOT EXISTS (
+         SELECT 1 FROM pg_catalog.pg_index AS ix
+         JOIN pg_catalog.pg_attribute AS a ON a.attrelid = ix.indrelid AND a.attnum = ix.indkey[0]
+         WHERE ix.indrelid = v_rel AND ix.indisunique AND ix.indnkeyatts = 1
+           AND a.attname = {{ lit(e.row_id) }}) THEN
+    EXECUTE pg_catalog.format('CREATE UNIQUE INDEX %I ON %s (%I)',
+        'dbt_pgstream_row_id_' || pg_catalog.left(pg_catalog.md5(v_rel::text), 16), v_rel,
+        {{ lit(e.row_id) }});
+  END IF;
+END
+  {%- endset -%}
+DO {{ lit(body) }}
+{%- endmacro %}
