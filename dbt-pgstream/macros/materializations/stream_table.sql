@@ -203,6 +203,10 @@
       {%- do statements.append(dbt_pgstream.alter_stream_table(relation,
           schedule=alter_args.get('schedule'), refresh_mode=alter_args.get('refresh_mode'),
           status=alter_args.get('status'))) -%}
+      {%- if engine.pg_stream_01 and alter_args.get('refresh_mode') == 'DIFFERENTIAL' -%}
+        {%- do statements.append(dbt_pgstream._pgstream_assert_no_shared_differential_sql(
+            relation)) -%}
+      {%- endif -%}
     {%- endif -%}
   {%- else -%}
     {%- if not state.schema_exists -%}
@@ -234,6 +238,10 @@
     {%- endif -%}
     {%- do statements.append(dbt_pgstream.create_stream_table(
         relation, query, cfg.schedule, cfg.refresh_mode, cfg.initialize)) -%}
+    {%- if engine.pg_stream_01 and cfg.refresh_mode == 'DIFFERENTIAL' -%}
+      {%- do statements.append(dbt_pgstream._pgstream_assert_no_shared_differential_sql(
+          relation)) -%}
+    {%- endif -%}
     {%- if engine.unique_row_id_for_counted -%}
       {%- do statements.append(dbt_pgstream._pgstream_unique_row_id_sql(relation)) -%}
     {%- endif -%}

@@ -131,3 +131,45 @@ END
   {%- endset -%}
 DO {{ lit(body) }}
 {%- endmacro %}
+
+
+{#- Private: pg_stream 0.1 loses changes when two DIFFERENTIAL stream tables over one source are
+    refreshed in one session: after a DIFFERENTIAL refresh it deletes the change-buffer rows that
+    refresh consumed at the start of the NEXT DIFFERENTIAL refresh in the same backend, before
+    that refresh reads them; its scheduler refreshes every stream table in one backend, and so
+    does refresh_all_stream_tables. Measured: sa and sb over one source, INSERT, refresh sa
+    (+1), refresh sb (+0: the row is lost). The package cannot avoid it, so a DIFFERENTIAL stream
+    table that would share a base-table source with another DIFFERENTIAL one is refused: this
+    runs right after the create (or the alter to DIFFERENTIAL) in the act statement, so the
+    error rolls everything back and the database is left as it was. -#}
+{% macro _pgstream_assert_no_shared_differential_sql(relation) -%}
+  {%- set lit = dbt_pgstream._pgstream_literal -%}
+  {%- set e = dbt_pgstream._pgstream_engine() -%}
+  {%- set message = "dbt_pgstream: cannot deploy stream_table model '" ~ model.name ~ "' ("
+      ~ relation.schema ~ "." ~ relation.identifier ~ ") in DIFFERENTIAL mode on pg_stream "
+      ~ e.version ~ ": it reads %s, which DIFFERENTIAL stream table(s) %s also read, and "
+      ~ "pg_stream 0.1 loses changes when two DIFFERENTIAL stream tables over one source are "
+      ~ "refreshed in one session (its scheduler refreshes them all in one). Set "
+      ~ "refresh_mode='FULL' on this model or on the others, or use pg_trickle. Nothing was "
+      ~ "changed." -%}
+  {%- set body -%}
+DECLARE v_sources text; v_others text;
+BEGIN
+  SELECT pg_catalog.string_agg(DISTINCT dep.source_relid::regclass::text, ', '),
+         pg_catalog.string_agg(DISTINCT pg_catalog.format('%I.%I', o.{{ e.st_schema }},
+                                                          o.{{ e.st_name }}), ', ')
+    INTO v_sources, v_others
+  FROM {{ e.stream_tables }} AS st
+  JOIN {{ e.dependencies }} AS dep ON dep.{{ e.id }} = st.{{ e.id }} AND dep.source_type = 'TABLE'
+  JOIN {{ e.dependencies }} AS odep
+    ON odep.source_relid = dep.source_relid AND odep.{{ e.id }} <> st.{{ e.id }}
+  JOIN {{ e.stream_tables }} AS o
+    ON o.{{ e.id }} = odep.{{ e.id }} AND o.refresh_mode = 'DIFFERENTIAL'
+  WHERE {{ dbt_pgstream._pgstream_catalog_match(relation) }} AND st.refresh_mode = 'DIFFERENTIAL';
+  IF v_others IS NOT NULL THEN
+    RAISE EXCEPTION USING MESSAGE = pg_catalog.format({{ lit(message) }}, v_sources, v_others);
+  END IF;
+END
+  {%- endset -%}
+DO {{ lit(body) }}
+{%- endmacro %}
