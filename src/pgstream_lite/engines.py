@@ -73,6 +73,13 @@ REAL_ENGINES: dict[str, RealEngine] = {
         commit="e0f2f87d876fa7692d4634f953fbd19d004a20ad",
         # One static background worker connected to database `postgres` (scheduler.rs).
         scheduler_databases="postgres only",
+        settings={
+            # Its change capture and its refresh frontier both read the WAL write position: with
+            # the test server's synchronous_commit = off that position may not move between a
+            # refresh and the next write, and such a change is never applied (measured). Users
+            # run with PostgreSQL's default, on.
+            "synchronous_commit": "on",
+        },
     ),
     "pg_trickle": RealEngine(
         name="pg_trickle",
