@@ -6,6 +6,7 @@ other than the intended ones ever runs: a canary table survives untouched, and p
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,16 @@ HOSTILE_QUERIES = {
 }
 
 
+# Engines that read stream table names unquoted (pg_stream 0.1 and pg_trickle 0.67 cast
+# `schema || '.' || name` to regclass): the package refuses a schema or table name that needs
+# quoting there, before any SQL is sent (_engine_limits.sql).
+UNQUOTED_NAMES = ("pg_stream", "pg_trickle")
+
+
+def needs_quoting(name: str) -> bool:
+    return re.fullmatch(r"[a-z_][a-z0-9_$]*", name) is None
+
+
 def hostile_query_file(name: str) -> str:
     config, body = HOSTILE_QUERIES[name]
     text = model(config, body)
@@ -82,7 +93,7 @@ class TestHostileNamesAndQueries(SeededProject):
         pg.execute(f'ALTER DATABASE "{project.database}" SET pg_stat_statements.track = \'all\'')
         pg.execute("SELECT pg_stat_statements_reset()")
 
-    def _relations(self, pg) -> dict[str, tuple[str, str]]:
+    def _all_relations(self, pg) -> dict[str, tuple[str, str]]:
         out = {}
         for name, (_, suffix, table) in HOSTILE_NAMES.items():
             schema = pg.schema + suffix if suffix and suffix.startswith("_") else suffix
@@ -90,6 +101,18 @@ class TestHostileNamesAndQueries(SeededProject):
         for name in HOSTILE_QUERIES:
             out[name] = (pg.schema, name)
         return out
+
+    def _refused(self, pg) -> dict[str, tuple[str, str]]:
+        """The models whose names this engine cannot take."""
+        if pg.engine not in UNQUOTED_NAMES:
+            return {}
+        return {name: (schema, table) for name, (schema, table) in self._all_relations(pg).items()
+                if needs_quoting(schema) or needs_quoting(table)}
+
+    def _relations(self, pg) -> dict[str, tuple[str, str]]:
+        """The models deployed on this engine."""
+        refused = self._refused(pg)
+        return {k: v for k, v in self._all_relations(pg).items() if k not in refused}
 
     def _assert_consistent(self, pg, ver: int, schedule: str) -> None:
         for name, (schema, table) in self._relations(pg).items():
@@ -107,12 +130,32 @@ class TestHostileNamesAndQueries(SeededProject):
             "SELECT query FROM pg_stat_statements"
             " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
             "   AND (query ~* '^\\s*(drop\\s+table|insert\\s+into)\\s+canary'"
-            "        OR query ~* '^\\s*(drop|insert)\\s[^;]*canary[^;]*$' AND query !~* 'pgstream')"
+            "        OR query ~* '^\\s*(drop|insert)\\s[^;]*canary[^;]*$'"
+            "           AND query !~* 'pgstream|pgtrickle')"
         )
         assert injected == []
 
+    @pytest.mark.engines(*UNQUOTED_NAMES, reason="the engine reads stream table names unquoted")
+    def test_refused_where_names_are_read_unquoted(self, project, pg):
+        refused = self._refused(pg)
+        assert refused
+        results = run_dbt(["run", "--select", *refused], expect_pass=False)
+        assert {r.node.name for r in results} == set(refused)
+        for result in results:
+            assert str(result.status) == "error", result.node.name
+            assert f"dbt_pgstream: cannot deploy stream_table model '{result.node.name}'" in (
+                result.message)
+            assert f" on {pg.engine} " in result.message and "needs quoting" in result.message
+            assert "Nothing was changed." in result.message
+        for name, (schema, table) in refused.items():
+            assert pg.relkind(table, schema) is None, name
+        assert pg.st_count() == 0
+        self._assert_canary(pg)
+
     def test_lifecycle(self, project, pg):
-        results = run_dbt(["run"])
+        # every run covers the models this engine can deploy (all of them on pgstream-lite)
+        select = ["--select", *self._relations(pg)]
+        results = run_dbt(["run", *select])
         assert {r.message for r in results} == {"created"}
         self._assert_consistent(pg, 1, "1m")
         lit = pg.rows("q_literals", "txt, dollar, dollar2, esc")
@@ -122,15 +165,16 @@ class TestHostileNamesAndQueries(SeededProject):
             " ' ; -- ",
             "back\\slash'",
         )
-        assert pg.st("q_trailing")["defining_query"].endswith("/* and a block comment */")
+        # the trailing `;` and comments never reach the engine
+        assert pg.st("q_trailing")["defining_query"].endswith("\nGROUP BY customer_id")
 
-        assert {r.message for r in run_dbt(["run"])} == {"unchanged"}
+        assert {r.message for r in run_dbt(["run", *select])} == {"unchanged"}
 
-        results = run_dbt(["run", "--vars", json.dumps({"sched": "5m"})])
+        results = run_dbt(["run", *select, "--vars", json.dumps({"sched": "5m"})])
         assert {r.message for r in results} == {"altered (schedule 1m -> 5m)"}
         self._assert_consistent(pg, 1, "5m")
 
-        results = run_dbt(["run", "--vars", json.dumps({"sched": "5m", "ver": 2})])
+        results = run_dbt(["run", *select, "--vars", json.dumps({"sched": "5m", "ver": 2})])
         assert {r.message for r in results} == {"replaced (query changed)"}
         self._assert_consistent(pg, 2, "5m")
 
@@ -149,12 +193,20 @@ class TestHostileNamesAndQueries(SeededProject):
         self._assert_canary(pg)
 
 
+# A second statement after the query: the engine refuses it, each in its own words (pg_stream 0.1
+# fails its own `SELECT * FROM (<query>) sub LIMIT 0` check; pgstream-lite says the same), and
+# nothing else runs.
+TWO_STATEMENTS_ERROR = {
+    "pgstream-lite": 'syntax error at or near ";"',
+    "pg_stream": 'syntax error at or near ";"',
+    "pg_trickle": "query parse error: Expected 1 statement, got 2",
+}
+
 REJECTED = {
-    # a second statement after the query: the engine refuses it, nothing else runs
     "two_statements": (
         "{{ config(materialized='stream_table') }}\n"
         "SELECT 1 AS a FROM {{ ref('raw_orders') }}; DROP TABLE canary",
-        "must be a single SELECT statement",
+        TWO_STATEMENTS_ERROR,
     ),
     "schedule_quote": (
         model(", schedule=\"1m'); DROP TABLE canary; --\"").replace(
@@ -194,6 +246,8 @@ class TestHostileInputRejected(SeededProject):
     @pytest.mark.parametrize("case", sorted(REJECTED))
     def test_rejected_clearly(self, project, pg, case):
         text, expected = REJECTED[case]
+        if isinstance(expected, dict):
+            expected = expected[pg.engine]
         write_model(project, case, text)
         try:
             results, logs = run_dbt_and_capture(["run", "--select", case], expect_pass=False)

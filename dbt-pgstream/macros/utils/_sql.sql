@@ -188,13 +188,36 @@ END
         AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class AS src WHERE src.oid = dep.source_relid))
 {%- endmacro %}
 
+{#- SQL (text[]) of the columns of its source that the dependency row `dep` depends on: the
+    catalog's columns_used; where the engine leaves that NULL (columns_used_from_capture:
+    pg_stream 0.1), the columns its change capture copies (new_<column> in the source's change
+    buffer, <changes_schema>.changes_<source oid>): its trigger names each of them, so once one
+    is renamed or dropped every write to the source fails until the stream table is re-created.
+    Read from pg_catalog only (no right on the change buffer is needed). -#}
+{% macro _pgstream_sql_columns_used(dep='dep') -%}
+  {%- set e = dbt_pgstream._pgstream_engine() -%}
+  {%- if e.columns_used_from_capture -%}
+  COALESCE({{ dep }}.columns_used, ARRAY(
+      SELECT pg_catalog.substr(buf.attname::text, 5)
+      FROM pg_catalog.pg_attribute AS buf
+      JOIN pg_catalog.pg_class AS buf_rel ON buf_rel.oid = buf.attrelid
+      JOIN pg_catalog.pg_namespace AS buf_ns ON buf_ns.oid = buf_rel.relnamespace
+      WHERE buf_ns.nspname = {{ dbt_pgstream._pgstream_literal(e.changes_schema) }}
+        AND buf_rel.relname = 'changes_' || {{ dep }}.source_relid::text
+        AND buf.attname LIKE 'new\_%' AND buf.attnum > 0 AND NOT buf.attisdropped))
+  {%- else -%}
+  {{ dep }}.columns_used
+  {%- endif -%}
+{%- endmacro %}
+
 {#- A column the stream table reads was dropped from (or renamed in) one of its sources: its
     refreshes fail, so it must be re-created (which fails clearly, keeping the old one, unless the
     column is back). -#}
 {% macro _pgstream_sql_source_column_dropped(alias='st') -%}
   {%- set e = dbt_pgstream._pgstream_engine() -%}
   EXISTS (
-      SELECT 1 FROM {{ e.dependencies }} AS dep, unnest(dep.columns_used) AS used (col)
+      SELECT 1 FROM {{ e.dependencies }} AS dep,
+          unnest({{ dbt_pgstream._pgstream_sql_columns_used('dep') }}) AS used (col)
       WHERE dep.{{ e.id }} = {{ alias }}.{{ e.id }}
         AND EXISTS (SELECT 1 FROM pg_catalog.pg_class AS src WHERE src.oid = dep.source_relid)
         AND NOT EXISTS (

@@ -8,6 +8,7 @@
 {% test stream_table_healthy(model) %}
 {%- set model = dbt_pgstream._pgstream_tested_relation(model) -%}
 {%- set e = dbt_pgstream._pgstream_engine() -%}
+{%- set lit = dbt_pgstream._pgstream_literal -%}
 WITH st AS (
     SELECT st.* FROM {{ e.stream_tables }} AS st
     WHERE {{ dbt_pgstream._pgstream_catalog_match(model) }}
@@ -30,10 +31,13 @@ FROM (
     FROM st JOIN {{ e.dependencies }} AS dep ON dep.{{ e.id }} = st.{{ e.id }}
     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class AS c WHERE c.oid = dep.source_relid)
     UNION ALL
-    SELECT 'reads column ' || used.col || ' of ' || dep.source_relid::regclass::text
-           || ', which no longer exists'
+    SELECT {{ lit('its change capture copies column ' if e.columns_used_from_capture
+                  else 'reads column ') }}
+           || used.col || ' of ' || dep.source_relid::regclass::text
+           || {{ lit(', which no longer exists (writes to it fail): re-create it (dbt run)'
+                     if e.columns_used_from_capture else ', which no longer exists') }}
     FROM st JOIN {{ e.dependencies }} AS dep ON dep.{{ e.id }} = st.{{ e.id }}
-    CROSS JOIN LATERAL unnest(dep.columns_used) AS used (col)
+    CROSS JOIN LATERAL unnest({{ dbt_pgstream._pgstream_sql_columns_used('dep') }}) AS used (col)
     WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class AS c WHERE c.oid = dep.source_relid)
       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute AS a
                       WHERE a.attrelid = dep.source_relid AND a.attname = used.col
