@@ -16,16 +16,20 @@ from pgs_util import SeededProject, write_model
 PAYLOAD = "; DROP TABLE canary; INSERT INTO canary VALUES ('pwned'); --"
 
 # A model whose query is `body`, with config `config`; `var('ver')` in the query drives replaces and
-# `var('sched')` the schedule (alters).
+# `var('sched')` the schedule (alters). It reads `source`: raw_orders, or (own_source) a copy of
+# its own, src_<model name>, which the test creates (the models deployed together each read their
+# own: pg_stream 0.1 cannot keep two DIFFERENTIAL stream tables over one source, and the package
+# refuses the second there).
 MODEL = """{{{{ config(materialized='stream_table', schedule=var('sched', '1m'){config}) }}}}
 SELECT customer_id, COUNT(*) AS order_count, {{{{ var('ver', 1) }}}} AS ver{body}
-FROM {{{{ ref('raw_orders') }}}}
+FROM {source}
 GROUP BY customer_id
 """
+OWN_SOURCE = "{{ target.schema }}.src_{{ model.name }}"
 
 
-def model(config: str = "", body: str = "") -> str:
-    return MODEL.format(config=config, body=body)
+def model(config: str = "", body: str = "", source: str = "{{ ref('raw_orders') }}") -> str:
+    return MODEL.format(config=config, body=body, source=source)
 
 
 # model name -> (file text, expected schema suffix or None, expected table name)
@@ -73,7 +77,7 @@ def needs_quoting(name: str) -> bool:
 
 def hostile_query_file(name: str) -> str:
     config, body = HOSTILE_QUERIES[name]
-    text = model(config, body)
+    text = model(config, body, OWN_SOURCE)
     if name == "q_trailing":
         text = text.rstrip() + ";  -- trailing comment\n/* and a block comment */\n"
     return text
@@ -82,9 +86,15 @@ def hostile_query_file(name: str) -> str:
 class TestHostileNamesAndQueries(SeededProject):
     @pytest.fixture(scope="class")
     def models(self):
-        files = {f"{name}.sql": model(config) for name, (config, _, _) in HOSTILE_NAMES.items()}
+        files = {f"{name}.sql": model(config, source=OWN_SOURCE)
+                 for name, (config, _, _) in HOSTILE_NAMES.items()}
         files.update({f"{name}.sql": hostile_query_file(name) for name in HOSTILE_QUERIES})
         return files
+
+    @pytest.fixture(scope="class", autouse=True)
+    def _own_sources(self, _seeded, pg):
+        for name in [*HOSTILE_NAMES, *HOSTILE_QUERIES]:
+            pg.execute(f'CREATE TABLE "{pg.schema}".src_{name} AS TABLE "{pg.schema}".raw_orders')
 
     @pytest.fixture(scope="class", autouse=True)
     def _canary(self, project, pg):
@@ -178,7 +188,8 @@ class TestHostileNamesAndQueries(SeededProject):
         assert {r.message for r in results} == {"replaced (query changed)"}
         self._assert_consistent(pg, 2, "5m")
 
-        pg.execute(f'INSERT INTO "{pg.schema}".raw_orders VALUES (9, 4, 1.00)')
+        for name in self._relations(pg):
+            pg.execute(f'INSERT INTO "{pg.schema}".src_{name} VALUES (9, 4, 1.00)')
         for name in self._relations(pg):
             run_dbt(["run-operation", "refresh", "--args", json.dumps({"model_name": name})])
         for name, (schema, table) in self._relations(pg).items():
