@@ -4,8 +4,10 @@
     staleness_seconds (number or none), stale (true / false; none for a cron or CALCULATED
     schedule, which has no duration to compare with; always true when never refreshed).
     `source_name` is resolved in this order:
-      'a.b'  -> table b of dbt source a, if the project has one; else stream table a.b (schema.table)
-      'name' -> the stream_table model `name`; else the only source table called `name`
+      'a.b'  -> table b of dbt source a, if the project has one; else version b of versioned
+                model a ('e_ver.v1'); else stream table a.b (schema.table)
+      'name' -> the stream_table model `name` (the latest version of a versioned model; 'e_ver_v1'
+                is version 1); else the only source table called `name`
     Fails, naming it, when nothing matches or the relation is not a stream table. -#}
 {% macro pgstream_source_freshness(source_name) -%}
   {{ return(adapter.dispatch('pgstream_source_freshness', 'dbt_pgstream')(source_name)) }}
@@ -57,17 +59,19 @@
     {%- set parts = name.split('.', 1) -%}
     {%- for node in sources -%}
       {%- if node.source_name == parts[0] and node.name == parts[1] -%}
-        {{ return(api.Relation.create(database=node.database, schema=node.schema,
-                                      identifier=node.identifier, type='table')) }}
+        {{ return(dbt_pgstream._pgstream_source_relation(node)) }}
       {%- endif -%}
     {%- endfor -%}
-    {{ return(api.Relation.create(schema=parts[0], identifier=parts[1], type='table')) }}
-  {%- endif -%}
-  {%- for node in graph.nodes.values() -%}
-    {%- if node.resource_type == 'model' and node.name == name -%}
+    {%- if dbt_pgstream._pgstream_named_model_nodes(name) -%}
+      {#- one version of a versioned model: 'name.v2' -#}
       {{ return(dbt_pgstream._pgstream_node_relation(dbt_pgstream._pgstream_model_node(name))) }}
     {%- endif -%}
-  {%- endfor -%}
+    {{ return(api.Relation.create(schema=parts[0], identifier=parts[1], type='table')) }}
+  {%- endif -%}
+  {%- if dbt_pgstream._pgstream_named_model_nodes(name) -%}
+    {#- a model (the latest version of a versioned one), or 'name_v2' -#}
+    {{ return(dbt_pgstream._pgstream_node_relation(dbt_pgstream._pgstream_model_node(name))) }}
+  {%- endif -%}
   {%- set found = [] -%}
   {%- for node in sources -%}
     {%- if node.name == name -%}
@@ -75,8 +79,7 @@
     {%- endif -%}
   {%- endfor -%}
   {%- if found | length == 1 -%}
-    {{ return(api.Relation.create(database=found[0].database, schema=found[0].schema,
-                                  identifier=found[0].identifier, type='table')) }}
+    {{ return(dbt_pgstream._pgstream_source_relation(found[0])) }}
   {%- elif found | length > 1 -%}
     {{ exceptions.raise_compiler_error(
         "dbt_pgstream: source_name='" ~ name ~ "' is ambiguous: " ~ found | length
@@ -85,4 +88,15 @@
   {{ exceptions.raise_compiler_error(
       "dbt_pgstream: source_name='" ~ name ~ "' matches no model and no source table of this "
       ~ "project; write 'source_name.table_name' or 'schema.table'") }}
+{% endmacro %}
+
+
+{#- Private: the relation of a source table node, with the names PostgreSQL gives it under the
+    source's (else the project's) quoting config. -#}
+{% macro _pgstream_source_relation(node) %}
+  {%- set quoting = node.get('quoting') or {} -%}
+  {{ return(api.Relation.create(database=node.database,
+      schema=dbt_pgstream._pgstream_folded_name(node.schema, 'schema', quoting),
+      identifier=dbt_pgstream._pgstream_folded_name(node.identifier, 'identifier', quoting),
+      type='table')) }}
 {% endmacro %}

@@ -37,6 +37,12 @@
   {%- else -%}
     {%- do dbt_pgstream._pgstream_assert_engine_supports(target_relation, cfg, query) -%}
     {%- set state = dbt_pgstream._pgstream_lookup(target_relation, cfg, query) -%}
+    {%- if state.orphans or state.orphan_captures -%}
+      {#- stream tables (or change capture) left behind by models switched to another
+          materialization -#}
+      {%- do dbt_pgstream._pgstream_remove_orphans(state.orphans, state.orphan_captures,
+          target_relation.schema if state.schema_exists else none) -%}
+    {%- endif -%}
     {%- set plan = dbt_pgstream._pgstream_plan(target_relation, cfg, query, full_refresh,
                                                state) -%}
   {%- endif -%}
@@ -131,11 +137,20 @@
     {%- endif -%}
     {%- do reasons.append('was a ' ~ state.relation_kind) -%}
   {%- elif state.is_stream_table -%}
+    {#- a plain relation stands where the catalog row points (the model was switched to table
+        or view and back, on an engine that keeps the row of a dropped storage table) -#}
+    {%- set replaced_relation = state.relation_kind is not none
+        and not state.storage_is_relation -%}
+    {%- if replaced_relation -%}
+      {%- do reasons.append('was a ' ~ state.relation_kind) -%}
+    {%- endif -%}
     {%- if full_refresh -%}{%- do reasons.append('full refresh') -%}{%- endif -%}
     {%- if state.query_changed -%}
       {%- do reasons.append('query changed') -%}{%- do config_reasons.append('query changed') -%}
     {%- endif -%}
-    {%- if state.storage_missing -%}{%- do reasons.append('storage table missing') -%}{%- endif -%}
+    {%- if state.storage_missing and not replaced_relation -%}
+      {%- do reasons.append('storage table missing') -%}
+    {%- endif -%}
     {%- if state.upstream_replaced -%}{%- do reasons.append('upstream replaced') -%}{%- endif -%}
     {%- if state.source_column_dropped -%}
       {%- do reasons.append('source column dropped') -%}
@@ -234,6 +249,11 @@
             they go with it; their models create them again when they run -#}
         {%- do statements.append(dbt_pgstream.drop_stream_table(relation, condition=condition,
                                                                  cascade=true)) -%}
+      {%- endif -%}
+      {%- if state.is_stream_table and state.relation_kind is not none
+            and not state.storage_is_relation -%}
+        {#- the plain relation standing there (its catalog row was dropped just above) -#}
+        {%- do statements.append(dbt_pgstream._pgstream_drop_plain_relation_sql(relation)) -%}
       {%- endif -%}
     {%- endif -%}
     {%- do statements.append(dbt_pgstream.create_stream_table(

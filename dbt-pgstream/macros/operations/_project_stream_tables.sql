@@ -4,8 +4,10 @@
     (a schedule of '90' stays a string). -#}
 
 {#- Private: the stream_table model nodes matching `select`: none = all of them; a string or a
-    list of strings, each 'tag:<tag>' or a model name (an unknown name or a model that is not a
-    stream_table is a compile error). Returns the nodes, without duplicates, in graph order. -#}
+    list of strings, each 'tag:<tag>', 'version:latest|old|prerelease|none', or a model name
+    ('name': every version of a versioned model; 'name.v2' / 'name_v2': that version, as
+    `dbt ls --select` lists them; an unknown name or a model that is not a stream_table is a
+    compile error). Returns the nodes, without duplicates, in graph order. -#}
 {% macro _pgstream_select_nodes(select=none, caller_name='dbt_pgstream') %}
   {%- set all_nodes = dbt_pgstream._pgstream_stream_table_nodes() -%}
   {%- if select is none -%}
@@ -35,11 +37,42 @@
           {%- do wanted.append(node.unique_id) -%}
         {%- endif -%}
       {%- endfor -%}
-    {%- else -%}
-      {%- set node = dbt_pgstream._pgstream_model_node(selector) -%}
-      {%- if node.unique_id not in wanted -%}
-        {%- do wanted.append(node.unique_id) -%}
+    {%- elif selector.startswith('version:') -%}
+      {%- set kind = selector[8:] -%}
+      {%- if kind not in ['latest', 'old', 'prerelease', 'none'] -%}
+        {{ exceptions.raise_compiler_error(
+            "dbt_pgstream: " ~ caller_name ~ ": select item '" ~ selector ~ "' is not allowed; "
+            ~ "expected version:latest, version:old, version:prerelease or version:none") }}
       {%- endif -%}
+      {%- for node in all_nodes -%}
+        {%- set versioned = node.get('version') is not none -%}
+        {%- set latest = node.get('latest_version') -%}
+        {%- set order = dbt_pgstream._pgstream_version_order(node.version, latest)
+            if versioned and latest is not none else none -%}
+        {%- if (kind == 'none' and not versioned)
+              or (kind == 'latest' and dbt_pgstream._pgstream_is_latest_version(node))
+              or (kind == 'old' and order == -1) or (kind == 'prerelease' and order == 1) -%}
+          {%- if node.unique_id not in wanted -%}{%- do wanted.append(node.unique_id) -%}{%- endif -%}
+        {%- endif -%}
+      {%- endfor -%}
+    {%- else -%}
+      {#- as `dbt ls --select` does: a name selects every version of a versioned model;
+          'name.v2' and 'name_v2' select that version -#}
+      {%- set matched = [] -%}
+      {%- for node in all_nodes -%}
+        {%- set tag = dbt_pgstream._pgstream_version_tag(node) -%}
+        {%- if selector == node.name or (tag is not none
+              and selector in [node.name ~ '.' ~ tag, node.name ~ '_' ~ tag]) -%}
+          {%- do matched.append(node.unique_id) -%}
+        {%- endif -%}
+      {%- endfor -%}
+      {%- if not matched -%}
+        {#- no stream_table model: the error names why (no such model / not a stream_table) -#}
+        {%- do matched.append(dbt_pgstream._pgstream_model_node(selector).unique_id) -%}
+      {%- endif -%}
+      {%- for unique_id in matched if unique_id not in wanted -%}
+        {%- do wanted.append(unique_id) -%}
+      {%- endfor -%}
     {%- endif -%}
   {%- endfor -%}
   {%- set nodes = [] -%}

@@ -133,6 +133,9 @@
     {%- do dbt_pgstream._pgstream_config_error('stream_table_schema', raw_schema,
         "expected a non-empty schema name (prefer dbt's own `schema` config)") -%}
   {%- endif -%}
+  {#- where dbt's relation points: with quoting false, unquoted names fold to lower case -#}
+  {%- set name = dbt_pgstream._pgstream_folded_name(name, 'identifier', this.quote_policy) -%}
+  {%- set schema = dbt_pgstream._pgstream_folded_name(schema, 'schema', this.quote_policy) -%}
   {%- if '.' in schema -%}
     {%- do dbt_pgstream._pgstream_config_error(schema_key, schema,
         "pg_stream addresses a stream table as 'schema.table' split on the first dot, so a "

@@ -119,6 +119,7 @@
       'count': '__' ~ prefix ~ '_count',
       'internal_prefix': '__' ~ prefix ~ '_',
       'changes_schema': schema ~ '_changes',
+      'change_tracking': schema ~ '.' ~ prefix ~ '_change_tracking',
       'alter_sets_calculated': api == 'pg_trickle',
   }) }}
 {% endmacro %}

@@ -27,15 +27,17 @@
 {#- The `name` argument of the pg_stream API: 'schema.table' from the raw (unquoted) parts. The API
     splits on the first dot, which is why schemas containing a dot are rejected up front. -#}
 {% macro _pgstream_api_name(relation) -%}
-  {{- dbt_pgstream._pgstream_literal(relation.schema ~ '.' ~ relation.identifier) -}}
+  {%- set names = dbt_pgstream._pgstream_pg_names(relation) -%}
+  {{- dbt_pgstream._pgstream_literal(names[0] ~ '.' ~ names[1]) -}}
 {%- endmacro %}
 
 
 {#- Predicate selecting the catalog row of `relation` (schema and name compared apart). -#}
 {% macro _pgstream_catalog_match(relation, alias='st') -%}
   {%- set e = dbt_pgstream._pgstream_engine() -%}
-  {{ alias }}.{{ e.st_schema }} = {{ dbt_pgstream._pgstream_literal(relation.schema) }}
-    AND {{ alias }}.{{ e.st_name }} = {{ dbt_pgstream._pgstream_literal(relation.identifier) }}
+  {%- set names = dbt_pgstream._pgstream_pg_names(relation) -%}
+  {{ alias }}.{{ e.st_schema }} = {{ dbt_pgstream._pgstream_literal(names[0]) }}
+    AND {{ alias }}.{{ e.st_name }} = {{ dbt_pgstream._pgstream_literal(names[1]) }}
 {%- endmacro %}
 
 

@@ -1,0 +1,33 @@
+{#- Private: a schema or table name as PostgreSQL sees it under the project's quoting config.
+    With quoting false for `part` ('schema' or 'identifier'), dbt renders the name unquoted and
+    PostgreSQL folds it to lower case (ASCII letters only, as PostgreSQL does in UTF-8), so
+    alias 'QUpper' designates table qupper; the stream table must be created, looked up and
+    refreshed under that folded name. `quoting`: a quote policy (dict or Relation.quote_policy)
+    that decides, else the node's `quoting` config, else the project's (quoting:). -#}
+{% macro _pgstream_folded_name(name, part, quoting=none) %}
+  {%- if name is none -%}{{ return(name) }}{%- endif -%}
+  {%- set quoted = none -%}
+  {%- if quoting is mapping -%}
+    {%- set quoted = quoting.get(part) -%}
+  {%- elif quoting is not none -%}
+    {%- set quoted = quoting[part] -%}
+  {%- endif -%}
+  {%- if quoted is none -%}
+    {%- set quoted = adapter.quote_as_configured('x', part) != 'x' -%}
+  {%- endif -%}
+  {%- if quoted -%}{{ return(name) }}{%- endif -%}
+  {%- set fold = {} -%}
+  {%- for code in range(65, 91) -%}{%- do fold.update({code: code + 32}) -%}{%- endfor -%}
+  {{ return(name.translate(fold)) }}
+{% endmacro %}
+
+
+{#- Private: [schema, identifier] of `relation` as PostgreSQL names them: a relation rendered
+    unquoted (quote_policy false, e.g. `this` or ref() under `quoting: {identifier: false}`)
+    designates the lower-cased name; one quoted, exactly its name. -#}
+{% macro _pgstream_pg_names(relation) %}
+  {%- set policy = relation.quote_policy if relation.quote_policy is defined else none -%}
+  {%- if policy is none -%}{{ return([relation.schema, relation.identifier]) }}{%- endif -%}
+  {{ return([dbt_pgstream._pgstream_folded_name(relation.schema, 'schema', policy),
+             dbt_pgstream._pgstream_folded_name(relation.identifier, 'identifier', policy)]) }}
+{% endmacro %}
