@@ -78,7 +78,13 @@ class TestSwitchMaterialization(SeededProject):
         assert totals_rows(pg, "sw") == TOTALS
 
     @pytest.mark.parametrize(
-        "materialized,kind", [("table", "table"), ("view", "view"), ("incremental", "table")]
+        "materialized,kind",
+        [
+            ("table", "table"),
+            ("view", "view"),
+            ("incremental", "table"),
+            ("materialized_view", "materialized view"),
+        ],
     )
     def test_switch_away_and_back(self, project, pg, materialized, kind):
         write_model(project, "sw", order_totals(", schedule='5m'"))
@@ -88,6 +94,7 @@ class TestSwitchMaterialization(SeededProject):
             "unchanged",
             "replaced (was a table)",
             "replaced (was a view)",
+            "replaced (was a materialized view)",
         )
         assert pg.st("sw")["pgs_relid"] == pg.relid("sw")
         assert capture_triggers(pg, "raw_orders") > 0
@@ -108,7 +115,7 @@ class TestSwitchMaterialization(SeededProject):
             assert f"released the change capture left on {pg.schema}.raw_orders" in logs, logs
         # the model's relation is dbt's (a plain relation holding the model's rows)
         run_dbt(["run", "--select", "sw"])
-        assert pg.relkind("sw") == ("v" if kind == "view" else "r")
+        assert pg.relkind("sw") == {"view": "v", "materialized view": "m"}.get(kind, "r")
         assert pg.st("sw") is None
         assert totals_rows(pg, "sw") == TOTALS
 
