@@ -1,7 +1,8 @@
 {#- SQL (one statement, not executed here) that creates the stream table `relation` defined by
     `sql`, unless a stream table of that schema and name already exists (so that a process that
     lost a race for the advisory lock becomes a no-op instead of failing).
-    Args: relation (Relation), sql (text: the defining query), schedule (text, or none for
+    Args: relation (Relation), sql (text: the defining query; a trailing `;` and trailing
+    comments are removed, as the materialization does), schedule (text, or none for
     CALCULATED: sent as NULL to pg_stream and as 'calculated' to pg_trickle), refresh_mode (text),
     initialize (bool). Named arguments only, in the engine's schema (_engine.sql). -#}
 {% macro create_stream_table(relation, sql, schedule='1m', refresh_mode='DIFFERENTIAL', initialize=true) -%}
@@ -13,7 +14,7 @@
 {%- set e = dbt_pgstream._pgstream_engine() -%}
 SELECT {{ e.schema }}.create_stream_table(
     name => {{ dbt_pgstream._pgstream_api_name(relation) }},
-    query => {{ dbt_pgstream._pgstream_literal(sql) }},
+    query => {{ dbt_pgstream._pgstream_literal(dbt_pgstream._pgstream_query_text(sql)) }},
     schedule => {{ dbt_pgstream._pgstream_schedule_arg(schedule, e) }},
     refresh_mode => {{ dbt_pgstream._pgstream_literal(refresh_mode) }},
     initialize => {{ 'true' if initialize else 'false' }}),

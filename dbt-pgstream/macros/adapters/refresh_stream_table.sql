@@ -1,10 +1,36 @@
-{#- SQL (one statement, not executed here) that refreshes the stream table `relation` now, in its
-    stored refresh mode. The engine raises `stream table not found:` if it does not exist.
+{#- SQL (a DO check, then one SELECT; not executed here) that refreshes the stream table
+    `relation` now, in its stored refresh mode. A SUSPENDED one fails with a runnable hint. The engine raises `stream table not found:` if it does not exist.
     Args: relation (Relation). -#}
 {% macro refresh_stream_table(relation) -%}
   {{ return(adapter.dispatch('refresh_stream_table', 'dbt_pgstream')(relation)) }}
 {%- endmacro %}
 
 {% macro default__refresh_stream_table(relation) -%}
+{{ dbt_pgstream._pgstream_assert_not_suspended_sql(relation) }};
 SELECT {{ dbt_pgstream._pgstream_fn('refresh_stream_table') }}(name => {{ dbt_pgstream._pgstream_api_name(relation) }})
+{%- endmacro %}
+
+
+{#- Private: a DO statement failing with a runnable hint when the stream table is SUSPENDED, so
+    that every refresh the package sends (refresh, refresh_all_stream_tables, refresh_on_run,
+    refresh_after_build) says how to resume it in the engine's own API: pg_stream 0.1's own error
+    points to pgstream.resume_stream_table(), which does not exist in that version. -#}
+{% macro _pgstream_assert_not_suspended_sql(relation) -%}
+  {%- set lit = dbt_pgstream._pgstream_literal -%}
+  {%- set e = dbt_pgstream._pgstream_engine() -%}
+  {%- set name = relation.schema ~ '.' ~ relation.identifier -%}
+  {%- set message = 'dbt_pgstream: stream table ' ~ name ~ ' is SUSPENDED, so it cannot be '
+      ~ 'refreshed; resume it first (config status: ACTIVE and dbt run, or run: '
+      ~ dbt_pgstream._pgstream_resume_hint(dbt_pgstream._pgstream_api_name(relation), e)
+      ~ ';)' -%}
+  {%- set body -%}
+BEGIN
+  IF EXISTS (SELECT 1 FROM {{ e.stream_tables }} AS st
+             WHERE {{ dbt_pgstream._pgstream_catalog_match(relation) }}
+               AND st.status = 'SUSPENDED') THEN
+    RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state', MESSAGE = {{ lit(message) }};
+  END IF;
+END
+  {%- endset -%}
+DO {{ lit(body) }}
 {%- endmacro %}

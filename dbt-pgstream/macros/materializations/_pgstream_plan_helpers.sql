@@ -71,20 +71,20 @@
 {#- `dbt run --empty` (dbt >= 1.8): refs are rendered as `(select * from x where false limit 0)`,
     a query pg_stream rejects (LIMIT) and that would define a stream table empty forever. So an
     --empty run creates, alters and replaces nothing: it only checks that the model's SQL runs
-    (one `... LIMIT 0` query, or the contract check when the contract is enforced) and reports
+    (one `... LIMIT 0` query, after the contract check when the contract is enforced) and reports
     `skipped (--empty)`. An existing stream table is left exactly as it is. -#}
 {% macro _pgstream_is_empty_run() %}
   {{ return(flags.EMPTY is sameas true) }}
 {% endmacro %}
 
 {% macro _pgstream_empty_run_check(query, contract_checked) %}
-  {%- if not contract_checked -%}
-    {%- call statement('pgstream_empty_check') -%}
-      SELECT * FROM (
+  {#- run even after a contract check: its queries open no transaction, and the materialization
+      commits one -#}
+  {%- call statement('pgstream_empty_check') -%}
+    SELECT * FROM (
 {{ query }}
-      ) AS dbt_pgstream_empty_check LIMIT 0
-    {%- endcall -%}
-  {%- endif -%}
+    ) AS dbt_pgstream_empty_check LIMIT 0
+  {%- endcall -%}
   {{ return({'action': 'skipped', 'sql': '', 'post': [],
              'message': 'skipped (--empty: the model SQL was checked; no stream table is '
                         ~ 'created or changed by an --empty run)'}) }}

@@ -25,7 +25,7 @@
     {%- if not row.deployed -%}
       {%- do missing.append(row.model ~ ' (' ~ row.relation ~ ')') -%}
     {%- elif row.status == 'SUSPENDED' -%}
-      {%- do suspended.append(row.model ~ ' (' ~ row.relation ~ ')') -%}
+      {%- do suspended.append(row) -%}
     {%- endif -%}
   {%- endfor -%}
   {%- if missing | length > 0 -%}
@@ -34,10 +34,18 @@
         ~ missing | join(', ') ~ ': run `dbt run` first. Nothing was refreshed.') }}
   {%- endif -%}
   {%- if suspended | length > 0 -%}
+    {#- the hint is SQL that runs as pasted: the real names, as literals, in the engine's API -#}
+    {%- set names = [] -%}
+    {%- set hints = [] -%}
+    {%- for row in suspended -%}
+      {%- do names.append(row.model ~ ' (' ~ row.relation ~ ')') -%}
+      {%- do hints.append(dbt_pgstream._pgstream_resume_hint(dbt_pgstream._pgstream_api_name(
+          api.Relation.create(schema=row.schema, identifier=row.table, type='table'))) ~ ';') -%}
+    {%- endfor -%}
     {{ exceptions.raise_compiler_error(
         'dbt_pgstream: refresh_all_stream_tables: stream table(s) SUSPENDED: '
-        ~ suspended | join(', ') ~ '; resume them (config status: ACTIVE, or '
-        ~ dbt_pgstream._pgstream_resume_hint("'schema.name'") ~ '). Nothing was refreshed.') }}
+        ~ names | join(', ') ~ '; resume them (config status: ACTIVE, or run: '
+        ~ hints | join(' ') ~ '). Nothing was refreshed.') }}
   {%- endif -%}
   {%- set refreshed = [] -%}
   {%- for row in rows -%}

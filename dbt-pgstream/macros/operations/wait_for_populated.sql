@@ -25,7 +25,7 @@
   {%- set nodes = dbt_pgstream._pgstream_select_nodes(select, 'wait_for_populated') -%}
   {%- set datetime = modules.datetime -%}
   {%- set started = datetime.datetime.now() -%}
-  {%- set state = namespace(empty=[], done=false, checks=0, initializing=false) -%}
+  {%- set state = namespace(empty=[], done=false, checks=0, initializing=[]) -%}
   {%- set poll = [poll_seconds, 0.1] | max -%}
   {#- At most one check per poll interval, plus the first and the last. -#}
   {%- for attempt in range(((timeout_seconds / poll) | round(0, 'ceil') | int) + 2) -%}
@@ -33,16 +33,19 @@
     {%- do adapter.commit() -%}
     {%- set state.checks = state.checks + 1 -%}
     {%- set empty = [] -%}
-    {%- set state.initializing = false -%}
+    {%- set initializing = [] -%}
     {%- for row in rows -%}
       {%- if not row.deployed -%}
         {%- do empty.append(row.model ~ ' (' ~ row.relation ~ ', not deployed)') -%}
       {%- elif not row.is_populated -%}
         {%- do empty.append(row.model ~ ' (' ~ row.relation ~ ', ' ~ row.status ~ ')') -%}
-        {%- set state.initializing = state.initializing or row.status == 'INITIALIZING' -%}
+        {%- if row.status == 'INITIALIZING' -%}
+          {%- do initializing.append(row.model) -%}
+        {%- endif -%}
       {%- endif -%}
     {%- endfor -%}
     {%- set state.empty = empty -%}
+    {%- set state.initializing = initializing -%}
     {%- if empty | length == 0 -%}
       {%- set state.done = true -%}
       {%- break -%}
@@ -68,9 +71,18 @@
         ~ state.empty | join(', ')
         ~ ('. An INITIALIZING stream table (initialize: false) is filled by its first refresh, '
            ~ 'which the schedulers of pg_stream 0.1 and pg_trickle 0.67 never run: '
-           ~ 'dbt run-operation refresh_all_stream_tables' if state.initializing else '')) }}
+           ~ dbt_pgstream._pgstream_refresh_command(state.initializing)
+           if state.initializing else '')) }}
   {%- endif -%}
   {{ log('dbt_pgstream: all ' ~ nodes | length ~ ' stream table(s) populated (waited '
          ~ waited ~ 's)', info=True) }}
   {{ return(true) }}
+{%- endmacro %}
+
+
+{#- Private: the shell command refreshing the stream tables of `models` (model names), as pasted
+    into a POSIX shell: dbt run-operation refresh_all_stream_tables --args '{"select": [...]}' -#}
+{% macro _pgstream_refresh_command(models) -%}
+  {%- set args = tojson({'select': models}) -%}
+  {{- "dbt run-operation refresh_all_stream_tables --args '" ~ args.replace("'", "'\\''") ~ "'" -}}
 {%- endmacro %}

@@ -41,6 +41,20 @@
 {#- Returns a dict: schedule (trimmed text, or none = CALCULATED), refresh_mode (upper case),
     initialize (bool), status (upper case or none), name, schema. -#}
 {% macro _pgstream_stream_table_config() %}
+  {#- sql_header (config or set_sql_header): dbt would run it before the create only; the engine
+      refreshes the stream table later, in sessions of its own, from the stored query alone, so
+      the refreshes would see other settings than the create (README: "sql_header"). -#}
+  {%- set sql_header = config.get('sql_header', none) -%}
+  {%- if sql_header is not none and sql_header | string | trim != '' -%}
+    {{ exceptions.raise_compiler_error(
+        "dbt_pgstream: invalid config for stream_table model '" ~ model.name ~ "': sql_header "
+        ~ "is not supported: the engine refreshes a stream table later, in sessions of its own, "
+        ~ "from the stored defining query alone, so what the header sets (search_path, "
+        ~ "settings, temporary objects) would hold for the create but not for the refreshes. "
+        ~ "Write it into the query instead (schema-qualified names: ref() / source()), or set "
+        ~ "it where every session starts (ALTER DATABASE ... SET / ALTER ROLE ... SET). "
+        ~ "Nothing was changed.") }}
+  {%- endif -%}
   {%- set schedule_allowed = "expected a duration ('30s', '5m', '1h30m', '2d', '1w', or bare "
       ~ "seconds such as '90'), a cron expression of 5 or 6 fields ('*/5 * * * *'), one of "
       ~ "'@hourly', '@daily', '@weekly', '@monthly', '@yearly', '@annually', or none for "

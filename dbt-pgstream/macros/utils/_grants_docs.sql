@@ -24,47 +24,97 @@
 
 
 {#- GRANT / REVOKE statements making the grants equal to the `grants` config (dbt's semantics:
-    nothing happens without a `grants` config; a (re)created table starts with none). -#}
+    nothing happens without a `grants` config; a (re)created table starts with none). Grantees
+    are compared by the role they designate (_pgstream_grantee_roles), exactly, so a second run
+    sends nothing whatever their spelling. -#}
 {% macro _pgstream_grants_sql(relation, state, rebuilt) %}
   {%- set grant_config = config.get('grants') or {} -%}
   {%- set statements = [] -%}
   {%- if not grant_config -%}{{ return(statements) }}{%- endif -%}
-  {%- set target = dbt_pgstream._pgstream_ident(relation.schema) ~ '.'
-      ~ dbt_pgstream._pgstream_ident(relation.identifier) -%}
+  {%- set ident = dbt_pgstream._pgstream_ident -%}
+  {%- set target = ident(relation.schema) ~ '.' ~ ident(relation.identifier) -%}
   {%- set current = {} if rebuilt else (state.current_grants or {}) -%}
   {%- set wanted = {} -%}
   {%- for privilege, grantees in grant_config.items() -%}
-    {%- set grantees = [grantees] if grantees is string else grantees -%}
-    {%- do wanted.update({privilege | lower: grantees | map('lower') | list}) -%}
+    {%- set roles = wanted.setdefault(privilege | lower, []) -%}
+    {%- for grantee in ([grantees] if grantees is string else (grantees or [])) -%}
+      {%- for role in dbt_pgstream._pgstream_grantee_roles(grantee, privilege)
+            if role not in roles -%}
+        {%- do roles.append(role) -%}
+      {%- endfor -%}
+    {%- endfor -%}
   {%- endfor -%}
-  {%- for privilege, grantees in current.items() -%}
+  {%- for privilege, roles in current.items() -%}
     {%- set extra = [] -%}
-    {%- for grantee in grantees if grantee | lower not in wanted.get(privilege, []) -%}
-      {%- do extra.append(grantee) -%}
+    {%- for role in roles if role not in wanted.get(privilege, []) -%}
+      {%- do extra.append('PUBLIC' if role == 'public' else ident(role)) -%}
     {%- endfor -%}
     {%- if extra -%}
-      {%- set names = [] -%}
-      {%- for grantee in extra -%}
-        {%- do names.append('PUBLIC' if grantee == 'public'
-                            else dbt_pgstream._pgstream_ident(grantee)) -%}
-      {%- endfor -%}
       {%- do statements.append('REVOKE ' ~ privilege ~ ' ON ' ~ target ~ ' FROM '
-          ~ names | join(', ')) -%}
+          ~ extra | join(', ')) -%}
     {%- endif -%}
   {%- endfor -%}
-  {%- for privilege, grantees in wanted.items() -%}
-    {%- set have = current.get(privilege, []) | map('lower') | list -%}
+  {%- for privilege, roles in wanted.items() -%}
     {%- set missing = [] -%}
-    {%- for grantee in grantees if grantee not in have -%}
-      {%- do missing.append(grantee) -%}
+    {%- for role in roles if role not in current.get(privilege, []) -%}
+      {%- do missing.append('PUBLIC' if role == 'public' else ident(role)) -%}
     {%- endfor -%}
     {%- if missing -%}
-      {#- grantees as dbt renders them (unquoted: PostgreSQL folds them to lower case) -#}
       {%- do statements.append('GRANT ' ~ privilege ~ ' ON ' ~ target ~ ' TO '
           ~ missing | join(', ')) -%}
     {%- endif -%}
   {%- endfor -%}
   {{ return(statements) }}
+{% endmacro %}
+
+
+{#- Private: the role names (exact, as pg_roles spells them; 'public' for PUBLIC) a grantee text
+    of the `grants` config designates, read as dbt-postgres reads it: it sends the text as is,
+    `GRANT <privilege> ON <table> TO <text>`, so the text is SQL role specifications, separated
+    by commas: "Quoted" is the exact name ("" is a quote), unquoted is folded to lower case (ASCII
+    letters only, as PostgreSQL does), PUBLIC / "public" is PUBLIC, an optional GROUP before a
+    name is ignored, SESSION_USER is the role dbt logs in as. CURRENT_USER / CURRENT_ROLE / USER
+    designate the role running dbt, which owns the table: they are left out (dbt's show-grants
+    leaves that role out too). Anything else is a compile error naming the model. -#}
+{% macro _pgstream_grantee_roles(text, privilege) %}
+  {%- set re = modules.re -%}
+  {%- set spec = re.compile('\\s*(?:[Gg][Rr][Oo][Uu][Pp]\\s+(?=[^\\s,]))?'
+      ~ '(?:"((?:[^"]|"")+)"|([^\\s",]+))\\s*(,|$)') -%}
+  {%- set roles = [] -%}
+  {%- set state = namespace(pos=0, done=false) -%}
+  {%- set text = text | string if text is not none else '' -%}
+  {%- set fold = {} -%}
+  {%- for code in range(65, 91) -%}{%- do fold.update({code: code + 32}) -%}{%- endfor -%}
+  {%- for attempt in range(text | length + 1) -%}
+    {%- set found = spec.match(text, state.pos) -%}
+    {%- if found is none -%}{%- break -%}{%- endif -%}
+    {%- if found.group(1) is not none -%}
+      {%- set role = found.group(1).replace('""', '"') -%}
+    {%- else -%}
+      {%- set word = found.group(2).translate(fold) -%}
+      {%- if word in ['current_user', 'current_role', 'user'] -%}
+        {%- set role = none -%}
+      {%- elif word == 'session_user' -%}
+        {%- set role = target.user -%}
+      {%- else -%}
+        {%- set role = word -%}
+      {%- endif -%}
+    {%- endif -%}
+    {%- if role is not none -%}{%- do roles.append(role) -%}{%- endif -%}
+    {%- set state.pos = found.end() -%}
+    {%- if found.group(3) == '' -%}
+      {%- set state.done = true -%}
+      {%- break -%}
+    {%- endif -%}
+  {%- endfor -%}
+  {%- if not state.done or state.pos != text | length -%}
+    {{ exceptions.raise_compiler_error(
+        "dbt_pgstream: invalid config for stream_table model '" ~ model.name ~ "': grants="
+        ~ "{'" ~ privilege ~ "': ...} has grantee '" ~ text ~ "', which is not a role "
+        ~ "(expected a role name, \"Quoted_Name\" for one needing quotes, PUBLIC, or several "
+        ~ "separated by commas, as dbt sends them in GRANT ... TO)") }}
+  {%- endif -%}
+  {{ return(roles) }}
 {% endmacro %}
 
 

@@ -22,12 +22,14 @@
 
 {#- Private: `sql` cut into tokens that keep every character: string literals ('...', E'...'),
     quoted identifiers, dollar-quoted strings, comments, `;`, whitespace runs and runs of other
-    text. Joining the tokens gives `sql` back. -#}
+    text. Joining the tokens gives `sql` back. (The dollar-quote tag group matches the empty tag
+    too: in Python's re a back-reference to a group that did not take part never matches, which
+    made `$$...$$` run to the end of the text.) -#}
 {% macro _pgstream_sql_tokens(sql) %}
   {%- set pattern = "[Ee]'(?:[^'\\\\]|\\\\.|'')*'?"
       ~ "|'(?:[^']|'')*'?"
       ~ '|"(?:[^"]|"")*"?'
-      ~ "|\\$([A-Za-z_][A-Za-z0-9_]*)?\\$[\\s\\S]*?(?:\\$\\1\\$|$)"
+      ~ "|\\$([A-Za-z_][A-Za-z0-9_]*|)\\$[\\s\\S]*?(?:\\$\\1\\$|$)"
       ~ "|--[^\\n]*"
       ~ "|/\\*[\\s\\S]*?(?:\\*/|$)"
       ~ "|;"

@@ -80,6 +80,24 @@
 {% endmacro %}
 
 
+{#- Private: the dbt target's database as a postgresql:// URI (no password), quoted for a POSIX
+    shell, for hints that must run when pasted. -#}
+{% macro _pgstream_target_uri() -%}
+  {%- set host = (target.host or '') | string -%}
+  {%- set query = [] -%}
+  {%- if host.startswith('/') -%}
+    {%- do query.append('host=' ~ host | urlencode) -%}
+    {%- set host = '' -%}
+  {%- endif -%}
+  {%- set uri = 'postgresql://' ~ (target.user | string | urlencode | replace('/', '%2F'))
+      ~ '@' ~ (('[' ~ host ~ ']') if ':' in host else host)
+      ~ (':' ~ target.port if target.port else '') ~ '/'
+      ~ (target.dbname | string | urlencode | replace('/', '%2F'))
+      ~ ('?' ~ query | join('&') if query else '') -%}
+  {{- "'" ~ uri.replace("'", "'\\''") ~ "'" -}}
+{%- endmacro %}
+
+
 {#- One clear error, instead of "schema pgstream does not exist" or "permission denied for
     schema pgstream", sent in the same round trip as the statement that follows it. In order:
     no engine installed; a role without the rights the package needs (USAGE on the engine's
@@ -95,7 +113,9 @@
       ~ 'installed (no table pgtrickle.pgt_stream_tables). Get one before running stream_table '
       ~ 'models or dbt_pgstream operations: CREATE EXTENSION pg_trickle; (or CREATE EXTENSION '
       ~ 'pg_stream;), run by a superuser on a server that preloads it; or, where no extension '
-      ~ 'can be installed, pgstream-lite: pgstream-lite install --dsn <this database URI>.' -%}
+      ~ 'can be installed, pgstream-lite: pgstream-lite install --dsn '
+      ~ dbt_pgstream._pgstream_target_uri().replace('%', '%%') ~ ' (the password as libpq '
+      ~ 'finds it: PGPASSWORD or ~/.pgpass).' -%}
   {%- set denied = 'dbt_pgstream: role "%s" lacks rights dbt_pgstream needs in database "%s": '
       ~ '%s. Grant them (see "Grants a dbt role needs" in the dbt-pgstream README), e.g. '
       ~ 'GRANT USAGE ON SCHEMA ' ~ e.schema ~ ' TO %s; GRANT SELECT ON ALL TABLES IN SCHEMA '
@@ -170,8 +190,19 @@ END
 
 
 {#- Predicates over a catalog row `st` telling why an existing stream table must be replaced. -#}
+{#- The stored defining query differs from `query` (the model's, from _pgstream_query_text): not
+    when the stored text is `query` plus leading whitespace and trailing whitespace, `;` and
+    comments only (a stream table created before the package stripped them, or by hand). The
+    remainder starts where `query` ends, at a token boundary, so matching it by pattern is exact. -#}
 {% macro _pgstream_sql_query_changed(query, alias='st') -%}
-  {{ alias }}.defining_query IS DISTINCT FROM {{ dbt_pgstream._pgstream_literal(query) }}
+  {%- set lit = dbt_pgstream._pgstream_literal -%}
+  {%- set q = lit(query) -%}
+  {%- set stored = 'pg_catalog.regexp_replace(' ~ alias ~ '.defining_query, '
+      ~ lit('^\\s+') ~ ', ' ~ lit('') ~ ')' -%}
+  ({{ alias }}.defining_query IS DISTINCT FROM {{ q }}
+   AND NOT COALESCE(pg_catalog.starts_with({{ stored }}, {{ q }})
+       AND pg_catalog.substr({{ stored }}, pg_catalog.length({{ q }}) + 1)
+           ~ {{ lit('^(\\s|;|--[^\\n]*|/\\*([^*]|\\*+[^*/])*\\*+/)*$') }}, false))
 {%- endmacro %}
 
 {% macro _pgstream_sql_storage_missing(alias='st') -%}

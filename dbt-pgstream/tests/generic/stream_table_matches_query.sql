@@ -5,7 +5,9 @@
     'extra' = stored but not in the query result), missing_rows and extra_rows (the totals) and
     row_data (the row as JSON); so the failure count is missing + extra. Both sides are read in
     one statement (one snapshot). Source changes not yet refreshed are differences too: run it
-    after a refresh (refresh_on_run, or run-operation refresh_all_stream_tables).
+    after a refresh (refresh_on_run, or run-operation refresh_all_stream_tables). The stored
+    query is embedded without a trailing `;` or comment (one created before the package stripped
+    them, or by hand, may have them).
         models:
           - name: order_totals
             data_tests: [dbt_pgstream.stream_table_matches_query]
@@ -43,7 +45,7 @@ WITH stored AS (
 ),
 fresh AS (
     SELECT {{ columns }} FROM (
-{{ definition.query }}
+{{ dbt_pgstream._pgstream_query_text(definition.query) }}
     ) AS pgs_defining_query
 ),
 extra AS (SELECT * FROM stored EXCEPT ALL SELECT * FROM fresh),
