@@ -124,6 +124,21 @@ class TestSwitchMaterialization(SeededProject):
         results = run_dbt(["run", "--select", "sw"])
         self.assert_stream_table_back(pg, results, kind)
 
+    def test_switch_in_one_run(self, project, pg):
+        """The switched model and other stream_table models in one `dbt run` (4 threads): the
+        package never drops the relation dbt is building; what is left is removed next time."""
+        write_model(project, "sw", order_totals(", schedule='5m'"))
+        run_dbt(["run"])
+        write_model(project, "sw", PLAIN_TOTALS.format(materialized="table"))
+        results = run_dbt(["run"])
+        assert pg.relkind("sw") == "r" and totals_rows(pg, "sw") == TOTALS
+        assert message(results, "other") == "unchanged"
+        run_dbt(["run", "--select", "other"])
+        self.assert_no_orphan(pg)
+        assert pg.relkind("sw") == "r" and totals_rows(pg, "sw") == TOTALS
+        write_model(project, "sw", order_totals(", schedule='5m'"))
+        self.assert_stream_table_back(pg, run_dbt(["run"]), "table")
+
     def test_view_to_stream_table(self, project, pg):
         write_model(project, "sw", PLAIN_TOTALS.format(materialized="view"))
         run_dbt(["run", "--select", "sw"])

@@ -92,10 +92,10 @@
 
 {#- JSON text: [[schema, name, materialized], ...] of the stream tables left at the relation of a
     model (or snapshot) of the project that is no longer a stream_table model (switched to table,
-    view, incremental, ...): dbt's own materialization replaced or reused the relation, so the
-    catalog row (and the change capture of its sources) is left behind where the engine keeps
-    it (pgstream-lite: no event trigger; every engine when dbt reuses the relation, as an
-    incremental model does). NULL when the project has no such model. -#}
+    view, incremental, ...): dbt's own materialization replaced the relation (the catalog row of
+    the dropped storage table is left where the engine keeps it: pgstream-lite has no event
+    trigger) or reuses it (incremental, snapshot: on every engine). NULL when the project has no
+    such model. -#}
 {% macro _pgstream_sql_orphans() -%}
   {%- set lit = dbt_pgstream._pgstream_literal -%}
   {%- set e = dbt_pgstream._pgstream_engine() -%}
@@ -112,7 +112,15 @@
        ({{ lit(other[0]) }}, {{ lit(other[1]) }}, {{ lit(other[2]) }}){{ ',' if not loop.last }}
    {%- endfor %}
    ) AS w (schema_name, table_name, materialized)
-     ON o.{{ e.st_schema }} = w.schema_name AND o.{{ e.st_name }} = w.table_name)
+     ON o.{{ e.st_schema }} = w.schema_name AND o.{{ e.st_name }} = w.table_name
+   {# A model that rebuilds its relation (table, view, materialized view, ...) drops the storage
+       table itself when it runs (possibly right now, on another thread): only its catalog row
+       is left to remove once the storage is gone, and the package never drops a relation dbt
+       is replacing. An incremental model or a snapshot reuses the relation it finds: the stream
+       table must go (the storage with it) for dbt to build the model. #}
+   WHERE w.materialized IN ('incremental', 'snapshot')
+      OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class AS storage
+                     WHERE storage.oid = o.{{ e.relid }}))
   {%- endif -%}
 {%- endmacro %}
 
