@@ -26,6 +26,7 @@ import psycopg
 import pytest
 from dbt.tests.util import run_dbt, run_dbt_and_capture
 from pgs_util import SeededProject, message, quotes_names, write_model
+from test_least_privilege import RoleProject
 
 
 def sent(pg) -> list[str]:
@@ -504,3 +505,35 @@ class TestNotInstalledHint(SeededProject):
             assert conn.execute("SELECT to_regclass('pgstream.pgs_stream_tables')").fetchone()[0]
         results = run_dbt(["run"])
         assert message(results, "n_one") == "created"
+
+
+class TestMissingRightsHint(RoleProject):
+    """A role without the rights the package needs: the GRANT statements of the error, pasted
+    (by a superuser), give exactly what it names, until nothing is missing."""
+
+    readme_grants = False
+
+    @pytest.fixture(scope="class")
+    def models(self):
+        return {
+            "r_one.sql": "{{ config(materialized='stream_table', refresh_mode='FULL') }}\n"
+            "SELECT id FROM {{ ref('raw_orders') }}\n"
+        }
+
+    def test_grant_hint_runs(self, project, pg, role):
+        # an API function whose EXECUTE is not granted to PUBLIC (as a cautious admin may do)
+        create = pg.value("SELECT 'pgstream.create_stream_table'::regproc::regprocedure::text")
+        pg.execute(f"REVOKE EXECUTE ON FUNCTION {create} FROM PUBLIC")
+        named = []
+        for _ in range(4):
+            text = run_dbt(["run"], expect_pass=False)[0].message
+            if "lacks rights" not in text:
+                break
+            named.append(text)
+            grants = re.findall(r"(GRANT [^;]+;)", text)
+            assert grants, text
+            for statement in grants:
+                assert f'"{role}"' in statement or role in statement, statement
+                pg.conn.execute(statement)
+        assert named and "lacks rights" not in text, named
+        assert any("EXECUTE on function" in t for t in named), named

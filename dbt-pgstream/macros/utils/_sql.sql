@@ -101,10 +101,12 @@
 {#- One clear error, instead of "schema pgstream does not exist" or "permission denied for
     schema pgstream", sent in the same round trip as the statement that follows it. In order:
     no engine installed; a role without the rights the package needs (USAGE on the engine's
-    schema, SELECT on the catalog, EXECUTE on the API functions: all missing ones are named); an
+    schema, SELECT on the catalog, EXECUTE on the API functions: all missing ones are named, with
+    the GRANT statements that give them, runnable as pasted); an
     API of another version (a function the package calls is missing or lacks an argument). -#}
 {% macro _pgstream_assert_installed_sql() -%}
   {%- set lit = dbt_pgstream._pgstream_literal -%}
+  {%- set ident = dbt_pgstream._pgstream_ident -%}
   {%- set e = dbt_pgstream._pgstream_engine() -%}
   {%- set required = dbt_pgstream._pgstream_required_objects(e) -%}
   {%- set api = dbt_pgstream._pgstream_api_version(e) -%}
@@ -117,15 +119,15 @@
       ~ dbt_pgstream._pgstream_target_uri().replace('%', '%%') ~ ' (the password as libpq '
       ~ 'finds it: PGPASSWORD or ~/.pgpass).' -%}
   {%- set denied = 'dbt_pgstream: role "%s" lacks rights dbt_pgstream needs in database "%s": '
-      ~ '%s. Grant them (see "Grants a dbt role needs" in the dbt-pgstream README), e.g. '
-      ~ 'GRANT USAGE ON SCHEMA ' ~ e.schema ~ ' TO %s; GRANT SELECT ON ALL TABLES IN SCHEMA '
-      ~ e.schema ~ ' TO %s;' -%}
+      ~ '%s. Grant them (see "Grants a dbt role needs" in the dbt-pgstream README): run, as '
+      ~ 'the owner of schema ' ~ e.schema ~ ' or a superuser: %s' -%}
   {%- set mismatch = 'dbt_pgstream: the ' ~ e.extension ~ ' in database "%s" (%s) does not '
       ~ 'provide the ' ~ api ~ ' SQL API this package requires: %s. Install or upgrade to a '
       ~ 'version that implements it, or use a dbt_pgstream release made for your version.' -%}
   {%- set body -%}
 DECLARE
   v_denied text[] := '{}';
+  v_grants text[] := '{}';
   v_missing text[] := '{}';
   v_obj text;
   v_fn regprocedure;
@@ -138,6 +140,11 @@ BEGIN
   END IF;
   IF NOT pg_catalog.has_schema_privilege({{ lit(e.schema) }}, 'USAGE') THEN
     v_denied := v_denied || {{ lit('USAGE on schema ' ~ e.schema) }}::text;
+    {#- the rest cannot be checked without USAGE: the hint grants what the package reads -#}
+    v_grants := v_grants
+      || ('GRANT USAGE ON SCHEMA ' || {{ lit(ident(e.schema)) }} || ' TO ' || v_role || ';')
+      || ('GRANT SELECT ON ALL TABLES IN SCHEMA ' || {{ lit(ident(e.schema)) }} || ' TO '
+          || v_role || ';');
   ELSE
     IF pg_catalog.to_regclass({{ lit(e.stream_tables) }}) IS NULL THEN
       RAISE EXCEPTION USING MESSAGE = pg_catalog.format({{ lit(not_installed) }},
@@ -149,6 +156,8 @@ BEGIN
         v_missing := v_missing || ('relation ' || v_obj || ' is missing');
       ELSIF NOT pg_catalog.has_table_privilege(v_obj, 'SELECT') THEN
         v_denied := v_denied || ('SELECT on ' || v_obj);
+        v_grants := v_grants || ('GRANT SELECT ON ' || v_obj::regclass::text || ' TO ' || v_role
+                                 || ';');
       END IF;
     END LOOP;
     {%- for fn, args in required.functions.items() %}
@@ -166,13 +175,16 @@ BEGIN
            ) || ')', ''));
     ELSIF NOT pg_catalog.has_function_privilege(v_fn, 'EXECUTE') THEN
       v_denied := v_denied || ('EXECUTE on function ' || v_fn::text);
+      v_grants := v_grants || ('GRANT EXECUTE ON FUNCTION ' || v_fn::text || ' TO ' || v_role
+                               || ';');
     END IF;
     {%- endfor %}
   END IF;
   IF pg_catalog.cardinality(v_denied) > 0 THEN
     RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
       MESSAGE = pg_catalog.format({{ lit(denied) }}, current_user, pg_catalog.current_database(),
-                                  pg_catalog.array_to_string(v_denied, ', '), v_role, v_role);
+                                  pg_catalog.array_to_string(v_denied, ', '),
+                                  pg_catalog.array_to_string(v_grants, ' '));
   END IF;
   IF pg_catalog.cardinality(v_missing) > 0 THEN
     SELECT {{ lit(e.extension ~ ' extension version ') }} || x.extversion INTO v_version
