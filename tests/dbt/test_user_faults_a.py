@@ -186,16 +186,17 @@ class TestTerminators(SeededProject):
 # kind 2: grantees that need quoting
 
 
-def grant_models(mixed: str, reporter: str, odd: str) -> dict[str, list[str]]:
-    """model -> its `select` grantees, each spelled as a user may write it."""
+def grant_models(mixed: str, reporter: str, odd: str) -> dict[str, dict[str, list[str]]]:
+    """model -> its grants config, each grantee (and privilege) spelled as a user may write it."""
     odd_quoted = '"' + odd.replace('"', '""') + '"'
     return {
-        "g_quoted": [f'"{mixed}"', reporter],
-        "g_upper": [reporter.upper()],  # unquoted: folds to lower case
-        "g_public": ["PUBLIC", f' "{mixed}" '],
-        "g_public_lower": ["public"],
-        "g_escaped": [odd_quoted],
-        "g_list": [f'{reporter}, "{mixed}"'],  # one string naming two roles, as SQL does
+        "g_quoted": {"select": [f'"{mixed}"', reporter]},
+        "g_upper": {"select": [reporter.upper()]},  # unquoted: folds to lower case
+        "g_public": {"select": ["PUBLIC", f' "{mixed}" ']},
+        "g_public_lower": {"select": ["public"]},
+        "g_escaped": {"select": [odd_quoted]},
+        "g_list": {"select": [f'{reporter}, "{mixed}"']},  # one string naming two roles, as SQL
+        "g_priv": {" Select ": [reporter], "INSERT": [f'"{mixed}"']},
     }
 
 
@@ -220,9 +221,16 @@ class TestGrantees(SeededProject):
     @pytest.fixture(scope="class")
     def models(self, roles):
         models = {}
-        for i, (name, grantees) in enumerate(grant_models(*roles).items()):
-            # a Jinja dict literal (the grantee texts hold no single quote or backslash)
-            config = "{'select': [" + ", ".join(f"'{g}'" for g in grantees) + "]}"
+        for i, (name, grants) in enumerate(grant_models(*roles).items()):
+            # a Jinja dict literal (the texts hold no single quote or backslash)
+            config = (
+                "{"
+                + ", ".join(
+                    f"'{privilege}': [" + ", ".join(f"'{g}'" for g in grantees) + "]"
+                    for privilege, grantees in grants.items()
+                )
+                + "}"
+            )
             # pg_stream 0.1 keeps one DIFFERENTIAL stream table per source: the others are FULL
             mode = "" if i == 0 else ", refresh_mode='FULL'"
             models[f"{name}.sql"] = (
@@ -257,6 +265,7 @@ class TestGrantees(SeededProject):
             "g_public_lower": {("PUBLIC", "SELECT")},
             "g_escaped": {(odd, "SELECT")},
             "g_list": {(reporter, "SELECT"), (mixed, "SELECT")},
+            "g_priv": {(reporter, "SELECT"), (mixed, "INSERT")},
         }
         results = run_dbt(["run"])
         for name, grants in expected.items():

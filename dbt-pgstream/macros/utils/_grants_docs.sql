@@ -36,7 +36,7 @@
   {%- set current = {} if rebuilt else (state.current_grants or {}) -%}
   {%- set wanted = {} -%}
   {%- for privilege, grantees in grant_config.items() -%}
-    {%- set roles = wanted.setdefault(privilege | lower, []) -%}
+    {%- set roles = wanted.setdefault(privilege | trim | lower, []) -%}
     {%- for grantee in ([grantees] if grantees is string else (grantees or [])) -%}
       {%- for role in dbt_pgstream._pgstream_grantee_roles(grantee, privilege)
             if role not in roles -%}
