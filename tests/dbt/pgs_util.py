@@ -94,3 +94,9 @@ def quotes_names(engine: str) -> bool:
     dots, quotes). pg_stream 0.1 and pg_trickle 0.67 cast an unquoted `schema || '.' || name`
     to regclass, so the package refuses such names there (macros/utils/_engine_limits.sql)."""
     return engine not in ("pg_stream", "pg_trickle")
+
+
+def default_refresh_mode(engine: str) -> str:
+    """The refresh mode of a test model that sets none: FULL on pg_stream, where the tests'
+    dbt_project.yml makes it the default (conftest.dbt_project_yml), else the package's own."""
+    return "FULL" if engine == "pg_stream" else "DIFFERENTIAL"

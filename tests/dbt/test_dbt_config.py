@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 from dbt.tests.util import run_dbt
-from pgs_util import SeededProject, message, order_totals, write_model
+from pgs_util import SeededProject, default_refresh_mode, message, order_totals, write_model
 
 BAD_VALUES = [
     ("refresh_mode", "'FAST'", "'FAST'", "'FULL' or 'DIFFERENTIAL'"),
@@ -57,7 +57,7 @@ class TestGoodConfigValues(SeededProject):
             "e.sql": order_totals(", schedule=120"),
         }
 
-    def test_values_reach_the_catalog(self, project, pg):
+    def test_values_reach_the_catalog(self, project, pg, engine):
         # one thread: parallel creation over one source is TestParallelModelsOneSource's subject
         results = run_dbt(["run", "--threads", "1"])
         assert {r.message for r in results} == {"created"}
@@ -65,9 +65,9 @@ class TestGoodConfigValues(SeededProject):
         assert got == {
             "a": ("1h30m", "DIFFERENTIAL"),
             "b": ("90", "FULL"),
-            "c": ("0 */2 * * * *", "DIFFERENTIAL"),
-            "d": ("@daily", "DIFFERENTIAL"),
-            "e": ("120", "DIFFERENTIAL"),
+            "c": ("0 */2 * * * *", default_refresh_mode(engine)),
+            "d": ("@daily", default_refresh_mode(engine)),
+            "e": ("120", default_refresh_mode(engine)),
         }
         results = run_dbt(["run"])
         assert {r.message for r in results} == {"unchanged"}

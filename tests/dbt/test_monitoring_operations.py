@@ -10,7 +10,7 @@ import time
 import psycopg
 import pytest
 from dbt.tests.util import run_dbt, run_dbt_and_capture
-from pgs_util import TOTALS, SeededProject, order_totals, totals_rows
+from pgs_util import TOTALS, SeededProject, default_refresh_mode, order_totals, totals_rows
 from refreshes import refresh_marks, refreshes_since
 
 BIG_CUSTOMERS_SQL = """
@@ -96,7 +96,7 @@ class TestStatusAndCdcHealth(SeededProject):
             "undeployed.sql": order_totals(", schedule='1h'"),
         }
 
-    def test_status_table(self, project, pg):
+    def test_status_table(self, project, pg, engine):
         run_dbt(["run", "--threads", "1", "--exclude", "undeployed"])
         logs = run_operation("stream_table_status")
         assert "4 stream table(s)" in logs
@@ -116,7 +116,7 @@ class TestStatusAndCdcHealth(SeededProject):
         assert lines["order_totals"].split()[1:6] == [
             f"{pg.schema}.order_totals",
             "ACTIVE",
-            "DIFFERENTIAL",
+            default_refresh_mode(engine),
             "5m",
             "yes",
         ]
@@ -171,10 +171,11 @@ class TestWaitForPopulated(SeededProject):
         assert f"full_totals ({pg.schema}.full_totals, INITIALIZING)" in logs
         assert "run-operation refresh_all_stream_tables" in logs
 
-        # another session fills them 1.5 s later (a deploy step: the schedulers of pg_stream 0.1
-        # and pg_trickle 0.67 never refresh an INITIALIZING stream table, see refreshes.py)
+        # another session fills them 4 s later, after dbt has started and checked once (a deploy
+        # step: the schedulers of pg_stream 0.1 and pg_trickle 0.67 never refresh an
+        # INITIALIZING stream table, see refreshes.py)
         def refresh_later():
-            time.sleep(1.5)
+            time.sleep(4)
             with psycopg.connect(db_dsn, autocommit=True) as conn:
                 for name in ["order_totals", "full_totals"]:
                     conn.execute(

@@ -112,7 +112,10 @@ class TestTwoDifferentialOverOneSource(SeededProject):
     @pytest.fixture(scope="class")
     @classmethod
     def models(cls):
-        return {"a_totals.sql": order_totals(), "b_orders.sql": six_model(0, "DIFFERENTIAL")}
+        return {
+            "a_totals.sql": order_totals(", refresh_mode='DIFFERENTIAL'"),
+            "b_orders.sql": six_model(0, "DIFFERENTIAL"),
+        }
 
     def test_both_right_or_refused(self, project, pg, engine):
         results = run_dbt(["run", "--threads", "1"], expect_pass=engine != "pg_stream")
