@@ -100,3 +100,9 @@ def default_refresh_mode(engine: str) -> str:
     """The refresh mode of a test model that sets none: FULL on pg_stream, where the tests'
     dbt_project.yml makes it the default (conftest.dbt_project_yml), else the package's own."""
     return "FULL" if engine == "pg_stream" else "DIFFERENTIAL"
+
+
+def full_on_pg_stream(engine: str) -> str:
+    """Config for a further stream table over a source another DIFFERENTIAL one already reads:
+    FULL on pg_stream 0.1, which refuses a second DIFFERENTIAL one there (docs/engines.md)."""
+    return ", refresh_mode='FULL'" if engine == "pg_stream" else ""

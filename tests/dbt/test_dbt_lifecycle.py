@@ -12,6 +12,7 @@ from pgs_util import (
     TOTALS,
     SeededProject,
     compiled_sql,
+    full_on_pg_stream,
     is_engine_detection,
     message,
     order_totals,
@@ -229,13 +230,13 @@ class TestReplacePlainRelation(SeededProject):
             "SELECT * FROM {{ ref('was_view') }}",
         }
 
-    def test_replaces_table_and_view(self, project, pg):
+    def test_replaces_table_and_view(self, project, pg, engine):
         run_dbt([*RUN_1])
         assert pg.relkind("was_table") == "r" and pg.st("was_table") is None
         assert pg.relkind("was_view") == "v"
 
         write_model(project, "was_table", order_totals())
-        write_model(project, "was_view", order_totals())
+        write_model(project, "was_view", order_totals(full_on_pg_stream(engine)))
         results, logs = run_dbt_and_capture([*RUN_1])
         assert message(results, "was_table") == "replaced (was a table)"
         assert message(results, "was_view") == "replaced (was a view)"

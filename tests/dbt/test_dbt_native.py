@@ -18,6 +18,7 @@ from pgs_util import (
     TOTALS,
     SeededProject,
     engine_sql,
+    full_on_pg_stream,
     is_engine_detection,
     message,
     order_totals,
@@ -519,11 +520,13 @@ class TestDbtCommands(SeededProject):
         catalog = run_dbt(["docs", "generate"])
         assert pg.sql("__pgs_row_id") in catalog.nodes["model.test.order_totals"].columns
 
-    def test_clone(self, project, pg):
+    def test_clone(self, project, pg, engine):
         """dbt clone (postgres cannot clone tables): a view selecting from the state's stream
         table."""
         root = Path(project.project_root)
-        write_model(project, "order_totals", order_totals(", schema='prod'"))
+        write_model(
+            project, "order_totals", order_totals(", schema='prod'" + full_on_pg_stream(engine))
+        )
         run_dbt(["run", "--select", "order_totals"])
         prod = f"{pg.schema}_prod"
         assert pg.st("order_totals", prod) is not None
