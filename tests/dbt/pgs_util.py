@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 import pytest
 from dbt.tests.util import run_dbt, write_file
 from engine_names import engine_sql, pgs_keys  # noqa: F401  (re-exported for the tests)
@@ -106,3 +109,23 @@ def full_on_pg_stream(engine: str) -> str:
     """Config for a further stream table over a source another DIFFERENTIAL one already reads:
     FULL on pg_stream 0.1, which refuses a second DIFFERENTIAL one there (docs/engines.md)."""
     return ", refresh_mode='FULL'" if engine == "pg_stream" else ""
+
+
+@contextmanager
+def temporary_roles(dsn: str, db_dsn: str, names: list[str]) -> Iterator[list[str]]:
+    """Roles `names` (any characters: quoted) for the duration of a test class; afterwards what
+    they own or were granted in the class's database is dropped, then the roles."""
+    quoted = ['"' + name.replace('"', '""') + '"' for name in names]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for role in quoted:
+            conn.execute(f"DROP ROLE IF EXISTS {role}")
+            conn.execute(f"CREATE ROLE {role}")
+    try:
+        yield names
+    finally:
+        with psycopg.connect(db_dsn, autocommit=True) as conn:
+            for role in quoted:
+                conn.execute(f"DROP OWNED BY {role}")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for role in quoted:
+                conn.execute(f"DROP ROLE {role}")

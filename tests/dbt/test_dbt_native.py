@@ -11,7 +11,6 @@ import json
 import re
 from pathlib import Path
 
-import psycopg
 import pytest
 from dbt.tests.util import run_dbt, run_dbt_and_capture, write_file
 from pgs_util import (
@@ -22,6 +21,7 @@ from pgs_util import (
     is_engine_detection,
     message,
     order_totals,
+    temporary_roles,
     totals_rows,
     write_model,
 )
@@ -172,18 +172,8 @@ class TestGrants(SeededProject):
     @pytest.fixture(scope="class")
     @classmethod
     def roles(cls, dbt_database, dsn, db_dsn):
-        names = [f"{dbt_database}_reader", f"{dbt_database}_other"]
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            for name in names:
-                conn.execute(f'DROP ROLE IF EXISTS "{name}"')
-                conn.execute(f'CREATE ROLE "{name}"')
-        yield names
-        with psycopg.connect(db_dsn, autocommit=True) as conn:
-            for name in names:
-                conn.execute(f'DROP OWNED BY "{name}"')
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            for name in names:
-                conn.execute(f'DROP ROLE "{name}"')
+        with temporary_roles(dsn, db_dsn, [f"{dbt_database}_reader", f"{dbt_database}_other"]) as r:
+            yield r
 
     @pytest.fixture(scope="class")
     @classmethod

@@ -25,7 +25,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from dbt.tests.util import run_dbt, run_dbt_and_capture
-from pgs_util import SeededProject, message, quotes_names, write_model
+from pgs_util import SeededProject, message, quotes_names, temporary_roles, write_model
 from test_least_privilege import RoleProject
 
 
@@ -205,18 +205,8 @@ class TestGrantees(SeededProject):
     @classmethod
     def roles(cls, dbt_database, dsn, db_dsn):
         names = [f"Mixed_{dbt_database}", f"reporter_{dbt_database}", f'Odd"{dbt_database}']
-        quoted = ['"' + n.replace('"', '""') + '"' for n in names]
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            for q in quoted:
-                conn.execute(f"DROP ROLE IF EXISTS {q}")
-                conn.execute(f"CREATE ROLE {q}")
-        yield names
-        with psycopg.connect(db_dsn, autocommit=True) as conn:
-            for q in quoted:
-                conn.execute(f"DROP OWNED BY {q}")
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            for q in quoted:
-                conn.execute(f"DROP ROLE {q}")
+        with temporary_roles(dsn, db_dsn, names) as roles:
+            yield roles
 
     @pytest.fixture(scope="class")
     def models(self, roles):
