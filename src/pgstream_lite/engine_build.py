@@ -242,7 +242,7 @@ def _build(
     logfile.parent.mkdir(parents=True, exist_ok=True)
     logfile.write_text("")
     log(f"building {spec.name}: 2-4 minutes on 2 cores (under a minute once its dependencies "
-        "are compiled), plus ~12 minutes for cargo-pgrx when it is not cached")
+        "are compiled), plus 3-6 minutes for cargo-pgrx when it is not cached")
     log(f"source: {source.kind} {source.location} ({source.identity})")
     if source.lock:
         log(f"Cargo.lock: {source.lock}")
@@ -407,7 +407,7 @@ def _ensure_debian_packages(log: Log) -> None:
 
 
 def ensure_cargo_pgrx(version: str, cargo: Path, log: Log) -> Path:
-    """cargo-pgrx `version`, installed under the cache when missing (~12 minutes)."""
+    """cargo-pgrx `version`, installed under the cache when missing (3-6 minutes on 2 cores)."""
     root = cache_root() / f"cargo-pgrx-{version}"
     executable = root / "bin" / "cargo-pgrx"
     if executable.is_file():
@@ -418,7 +418,7 @@ def ensure_cargo_pgrx(version: str, cargo: Path, log: Log) -> Path:
         logfile = cache_root() / "logs" / f"cargo-pgrx-{version}.log"
         logfile.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        log(f"installing cargo-pgrx {version} into {root} (about 12 minutes on 2 cores; "
+        log(f"installing cargo-pgrx {version} into {root} (3-6 minutes on 2 cores; "
             f"output in {logfile})")
         _run([str(cargo), "install", "cargo-pgrx", "--version", version, "--locked",
               "--root", str(root)], env=_cargo_env(cargo), cwd=None, logfile=logfile, echo=True)
