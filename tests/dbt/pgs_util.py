@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -129,3 +130,16 @@ def temporary_roles(dsn: str, db_dsn: str, names: list[str]) -> Iterator[list[st
         with psycopg.connect(dsn, autocommit=True) as conn:
             for role in quoted:
                 conn.execute(f"DROP ROLE {role}")
+
+
+def sent(pg) -> list[str]:
+    """Statements of this database seen by pg_stat_statements (since the last reset), minus its
+    own queries, with dbt's leading /* query comment */ removed."""
+    return [
+        re.sub(r"^\s*/\*.*?\*/\s*", "", q, flags=re.S)
+        for (q,) in pg.query(
+            "SELECT query FROM pg_stat_statements"
+            " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            "   AND query NOT ILIKE '%%pg_stat_statements%%'"
+        )
+    ]

@@ -8,7 +8,6 @@ information_schema.role_table_grants.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from pgs_util import (
     is_engine_detection,
     message,
     order_totals,
+    sent,
     temporary_roles,
     totals_rows,
     write_model,
@@ -35,19 +35,6 @@ def adapter_code(results, name: str) -> str:
         if result.node.name == name:
             return result.adapter_response.get("code")
     raise AssertionError(f"no result for {name}")
-
-
-def sent(pg) -> list[str]:
-    """Statements of this database seen by pg_stat_statements (since the last reset), minus its
-    own queries, with dbt's leading /* query comment */ removed."""
-    return [
-        re.sub(r"^\s*/\*.*?\*/\s*", "", q, flags=re.S)
-        for (q,) in pg.query(
-            "SELECT query FROM pg_stat_statements"
-            " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            "   AND query NOT ILIKE '%%pg_stat_statements%%'"
-        )
-    ]
 
 
 def assert_only_the_lookup(pg, *forbidden: str) -> None:

@@ -25,21 +25,8 @@ from pathlib import Path
 import psycopg
 import pytest
 from dbt.tests.util import run_dbt, run_dbt_and_capture
-from pgs_util import SeededProject, message, quotes_names, temporary_roles, write_model
+from pgs_util import SeededProject, message, quotes_names, sent, temporary_roles, write_model
 from test_least_privilege import RoleProject
-
-
-def sent(pg) -> list[str]:
-    """Statements of this database seen by pg_stat_statements since the last reset (minus its
-    own), dbt's leading /* query comment */ removed."""
-    return [
-        re.sub(r"^\s*/\*.*?\*/\s*", "", q, flags=re.S)
-        for (q,) in pg.query(
-            "SELECT query FROM pg_stat_statements"
-            " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            "   AND query NOT ILIKE '%%pg_stat_statements%%'"
-        )
-    ]
 
 
 def outcomes(results) -> dict:

@@ -1,4 +1,4 @@
-"""The installed objects match the contract (shared/pgstream-api.md) exactly."""
+"""The installed objects match the pg_stream 0.1 API (docs/engines.md) exactly."""
 
 from __future__ import annotations
 
