@@ -275,9 +275,9 @@ def test_explain_st_has_pg_stream_properties(src):
     assert explain["output_columns"] == "grp, s, c"
     assert explain["source_oids"] == str(q1(src, "SELECT 'src'::regclass::oid"))
     assert explain["frontier"] == "null"
-    # what pgstream-lite does not have, it says it does not have
-    assert explain["operator_tree"].startswith("none: pgstream-lite has no operator tree")
-    assert explain["delta_query"].startswith("none: pgstream-lite computes no delta query")
+    # a FULL table has no delta path, and says so
+    assert explain["operator_tree"].startswith("FULL: ")
+    assert explain["delta_query"].startswith("none: ")
     src.execute("SELECT pgstream.refresh_stream_table('agg')")
     explain = dict(q(src, "SELECT * FROM pgstream.explain_st('public.agg')"))
     assert (explain["status"], explain["is_populated"]) == ("ACTIVE", "true")

@@ -509,7 +509,8 @@ BEGIN
         IF p_kind = 'TRIGGER' THEN
             EXECUTE format($f$
 CREATE OR REPLACE FUNCTION pgstream_lite.%I() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 3 SET IntervalStyle = postgres AS $body$
 BEGIN
     IF TG_OP = 'INSERT' THEN
         INSERT INTO %s (op, row_new) VALUES ('I', to_jsonb(NEW));
@@ -536,6 +537,23 @@ $body$ $f$, v_fn, v_buf, v_buf, v_buf, v_buf);
     END IF;
 END;
 $fn$;
+
+-- The row images are read back into rows by DIFFERENTIAL refresh (45_delta.sql): they must not
+-- depend on the writing session's settings. Floats are written exactly, intervals in one style
+-- (timestamps and dates are ISO in jsonb whatever DateStyle). Capture functions made by an
+-- earlier install get the same settings.
+DO $$
+DECLARE
+    f text;
+BEGIN
+    FOR f IN SELECT c.trigger_function FROM pgstream_lite.capture c
+              WHERE c.trigger_function IS NOT NULL
+                AND to_regprocedure(format('pgstream_lite.%I()', c.trigger_function)) IS NOT NULL LOOP
+        EXECUTE format('ALTER FUNCTION pgstream_lite.%I() SET extra_float_digits = 3', f);
+        EXECUTE format('ALTER FUNCTION pgstream_lite.%I() SET IntervalStyle = postgres', f);
+    END LOOP;
+END;
+$$;
 
 -- Record in pgs_change_tracking that stream table p_pgs_id reads p_relid. The row of a shared
 -- source stays locked until commit, so create_stream_table calls this last: creates over one

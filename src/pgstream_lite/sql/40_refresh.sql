@@ -23,8 +23,10 @@ RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
                 ELSE m.columns || '__pgs_count'::text END
 $$;
 
--- SQL producing (__pgs_row_id, stored columns...) of a stream table's defining query.
-CREATE OR REPLACE FUNCTION pgstream_lite.rows_sql(p_pgs_id bigint)
+-- SQL producing (__pgs_row_id, stored columns...) of p_inner (NULL: the defining query, with __pgs_count if the table has one), a
+-- query over it producing the stored columns (e.g. restricted to some groups: all copies of a
+-- row must be in or out together, so that occurrence numbers match the whole query's).
+CREATE OR REPLACE FUNCTION pgstream_lite.rows_sql_from(p_pgs_id bigint, p_inner text)
 RETURNS text LANGUAGE plpgsql STABLE AS $$
 DECLARE
     m pgstream_lite.st_meta;
@@ -43,8 +45,14 @@ BEGIN
         || E'  FROM (SELECT g.*, row_number() OVER (PARTITION BY g.__pgs_h) AS __pgs_occ\n'
         || E'          FROM (SELECT %s, pgstream.pg_stream_hash(ROW(%s)::text) AS __pgs_h\n'
         || E'                  FROM (\n%s\n) q) g) h',
-        h_cols, q_cols, q_cols, coalesce(m.count_query, m.body));
+        h_cols, q_cols, q_cols, coalesce(p_inner, m.count_query, m.body));
 END;
+$$;
+
+-- The same for a stream table's whole defining query.
+CREATE OR REPLACE FUNCTION pgstream_lite.rows_sql(p_pgs_id bigint)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT pgstream_lite.rows_sql_from(p_pgs_id, NULL)
 $$;
 
 -- Bounded history: keep the newest `pgstream_lite.history_rows` rows (default 1000) of a stream
@@ -89,6 +97,11 @@ DECLARE
     v_owner text;
     v_old_role text;
     v_hint text;
+    v_plan jsonb;
+    v_path text;
+    v_reason text;
+    v_res record;
+    v_refresh_id bigint;
 BEGIN
     SELECT * INTO st FROM pgstream.pgs_stream_tables s WHERE s.pgs_id = p_pgs_id;
     IF NOT FOUND THEN
@@ -126,20 +139,31 @@ BEGIN
     SELECT * INTO m FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
     storage := format('%I.%I', st.pgs_schema, st.pgs_name);
 
-    -- Everything committed before this snapshot is consumed by this refresh. Taken before the
-    -- query runs: a change that commits in between is read now and again next time (harmless).
+    -- The new frontier: everything visible in it is consumed by this refresh. Refreshes that
+    -- read data take it inside the statement that reads the sources (see 45_delta.sql); this
+    -- one, taken before has_changes, only stands when nothing changed (NO_DATA): a change
+    -- committed after it is then not visible in it and is consumed next time.
     v_snap := pg_current_snapshot()::text;
 
     IF st.refresh_mode = 'FULL' THEN
         v_action := 'FULL';
+        v_path := 'FULL';
+        v_reason := 'refresh mode FULL';
     ELSIF st.needs_reinit THEN
         v_action := 'REINITIALIZE';
+        v_path := 'FULL';
+        v_reason := 'reinitialize';
+        UPDATE pgstream_lite.st_meta x SET dvm = NULL WHERE x.pgs_id = p_pgs_id;
     ELSIF NOT st.is_populated THEN
         v_action := 'FULL';
+        v_path := 'FULL';
+        v_reason := 'not populated yet';
     ELSIF pgstream_lite.has_changes(p_pgs_id, st.frontier) THEN
         v_action := 'DIFFERENTIAL';
     ELSE
         v_action := 'NO_DATA';
+        v_path := 'NO_DATA';
+        v_reason := 'no change since the last refresh';
     END IF;
 
     IF v_action <> 'NO_DATA' THEN
@@ -155,6 +179,15 @@ BEGIN
         PERFORM set_config('IntervalStyle', 'postgres', true);
         PERFORM set_config('extra_float_digits', '1', true);
         PERFORM set_config('bytea_output', 'hex', true);
+        IF v_action = 'DIFFERENTIAL' THEN
+            v_plan := pgstream_lite.st_plan(p_pgs_id);
+            v_path := v_plan->>'path';
+            v_reason := v_plan->>'reason';
+            IF st.frontier->>'snapshot' IS NULL THEN
+                v_path := 'RECOMPUTE';
+                v_reason := 'no frontier';
+            END IF;
+        END IF;
         v_rows := pgstream_lite.rows_sql(p_pgs_id);
         SELECT string_agg(format('%I', c), ', ' ORDER BY o) INTO v_cols
           FROM unnest(pgstream_lite.stored_columns(m)) WITH ORDINALITY AS u(c, o);
@@ -167,7 +200,25 @@ BEGIN
            AND pg_has_role(current_user, v_owner::regrole, 'MEMBER') THEN
             PERFORM set_config('role', v_owner, true);
         END IF;
-        IF v_action = 'DIFFERENTIAL' THEN
+        IF v_path IN ('LINEAR', 'KEYED') THEN
+            IF v_path = 'LINEAR' THEN
+                v_res := pgstream_lite.refresh_linear(p_pgs_id, storage, v_plan,
+                                                      st.frontier->>'snapshot');
+            ELSE
+                v_res := pgstream_lite.refresh_keyed(p_pgs_id, storage, v_plan,
+                                                     st.frontier->>'snapshot');
+            END IF;
+            IF v_res.truncated THEN
+                v_path := 'RECOMPUTE';
+                v_reason := 'a source was truncated';
+            ELSE
+                v_ins := v_res.ins;
+                v_del := v_res.del;
+                v_snap := v_res.snap;
+            END IF;
+        END IF;
+        IF v_path = 'RECOMPUTE' THEN
+            -- the query's statement snapshot is the frontier (see 45_delta.sql)
             EXECUTE format(
                 E'WITH src AS MATERIALIZED (\n%s\n),\n'
                 || E'del AS (DELETE FROM %s t WHERE NOT EXISTS '
@@ -175,17 +226,20 @@ BEGIN
                 || E'ins AS (INSERT INTO %s (__pgs_row_id, %s) SELECT src.__pgs_row_id, %s FROM src '
                 || E'WHERE NOT EXISTS (SELECT 1 FROM %s t WHERE t.__pgs_row_id = src.__pgs_row_id) '
                 || E'RETURNING 1)\n'
-                || E'SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM del)',
+                || E'SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM del), '
+                || E'pg_current_snapshot()::text',
                 v_rows, storage, storage, v_cols,
                 (SELECT string_agg(format('src.%I', c), ', ' ORDER BY o)
                    FROM unnest(pgstream_lite.stored_columns(m)) WITH ORDINALITY AS u(c, o)),
                 storage)
-            INTO v_ins, v_del;
-        ELSE
+            INTO v_ins, v_del, v_snap;
+        ELSIF v_path = 'FULL' THEN
             EXECUTE format('SELECT count(*) FROM %s', storage) INTO v_del;
             EXECUTE format('TRUNCATE %s', storage);
-            EXECUTE format(E'INSERT INTO %s (__pgs_row_id, %s)\n%s', storage, v_cols, v_rows);
-            GET DIAGNOSTICS v_ins = ROW_COUNT;
+            EXECUTE format(E'WITH ins AS (INSERT INTO %s (__pgs_row_id, %s)\n%s\nRETURNING 1)\n'
+                           'SELECT count(*), pg_current_snapshot()::text FROM ins',
+                           storage, v_cols, v_rows)
+                INTO v_ins, v_snap;
         END IF;
         PERFORM set_config('role', v_old_role, true);
         PERFORM set_config('pgstream_lite.refreshing', v_old_flag, true);
@@ -222,7 +276,10 @@ BEGIN
         (pgs_id, data_timestamp, start_time, end_time, action, rows_inserted, rows_deleted,
          status, initiated_by, freshness_deadline)
     VALUES (p_pgs_id, v_start, v_start, clock_timestamp(), v_action, v_ins, v_del,
-            'COMPLETED', p_initiated_by, v_start + make_interval(secs => v_secs));
+            'COMPLETED', p_initiated_by, v_start + make_interval(secs => v_secs))
+    RETURNING refresh_id INTO v_refresh_id;
+    INSERT INTO pgstream_lite.refresh_path (refresh_id, path, reason)
+    VALUES (v_refresh_id, v_path, v_reason);
 
     PERFORM pgstream_lite.prune_history(p_pgs_id);
     PERFORM pgstream_lite.cleanup_buffers(p_pgs_id);

@@ -131,9 +131,10 @@ $$;
 -- unknown name gives one row ('error', 'stream table not found: ...'), as in pg_stream 0.1.
 CREATE OR REPLACE FUNCTION pgstream.explain_st(name text)
 RETURNS TABLE (property text, value text)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql AS $$
 DECLARE
     st pgstream.pgs_stream_tables;
+    v_plan jsonb;
 BEGIN
     BEGIN
         st := pgstream_lite.find_st(explain_st.name);
@@ -141,6 +142,8 @@ BEGIN
         RETURN QUERY SELECT 'error'::text, SQLERRM::text;
         RETURN;
     END;
+    -- the path a DIFFERENTIAL refresh takes, and why (see 45_delta.sql)
+    v_plan := CASE WHEN st.refresh_mode = 'DIFFERENTIAL' THEN pgstream_lite.st_plan(st.pgs_id) END;
     RETURN QUERY
     SELECT x.p, x.v FROM (VALUES
         (1, 'pgs_name', st.pgs_schema || '.' || st.pgs_name),
@@ -151,9 +154,16 @@ BEGIN
         -- every query pgstream-lite accepts can be refreshed DIFFERENTIAL (see operator_tree)
         (6, 'dvm_supported', 'true'),
         (7, 'operator_tree',
-            'none: pgstream-lite has no operator tree; a DIFFERENTIAL refresh runs the whole '
-            'defining query and writes only the rows whose __pgs_row_id is new or gone '
-            '(nothing when no source changed)'),
+            CASE WHEN v_plan IS NULL THEN
+                'FULL: refresh mode FULL re-runs the whole defining query'
+            ELSE format('%s: %s', v_plan->>'path', v_plan->>'reason')
+                 || CASE v_plan->>'path'
+                        WHEN 'RECOMPUTE' THEN
+                            ' (not handled incrementally: a DIFFERENTIAL refresh re-runs the whole '
+                            'defining query and writes only the rows whose __pgs_row_id is new '
+                            'or gone)'
+                        ELSE '' END
+            END),
         (8, 'output_columns',
             coalesce((SELECT array_to_string(m.columns, ', ') FROM pgstream_lite.st_meta m
                        WHERE m.pgs_id = st.pgs_id), '')),
@@ -163,7 +173,12 @@ BEGIN
                        WHERE d.pgs_id = st.pgs_id AND d.source_type IN ('TABLE', 'STREAM_TABLE')),
                      '')),
         (10, 'delta_query',
-            'none: pgstream-lite computes no delta query; see operator_tree'),
+            CASE WHEN v_plan->>'path' IN ('LINEAR', 'KEYED') THEN
+                'built at each refresh from the change buffers of '
+                || (SELECT string_agg(DISTINCT pgstream_lite.relname((x->>'relid')::oid), ', ')
+                      FROM jsonb_array_elements(v_plan->'items') x)
+                || '; a TRUNCATE of a source makes that refresh RECOMPUTE'
+            ELSE 'none: this table has no delta query; see operator_tree' END),
         (11, 'frontier', coalesce(st.frontier::text, 'null'))
     ) AS x(o, p, v)
     ORDER BY x.o;
