@@ -8,6 +8,8 @@ Layout of a data directory DIR:
     DIR/pgdata      the cluster (owned by an unprivileged system user when run as root)
     DIR/server.log  the server log
     DIR/engine      the engine the cluster runs (pgstream-lite when absent; see engines.py)
+    DIR/port        the TCP port the cluster was first given: later starts reuse it, so a dbt
+                    profile pointing at it keeps working (`start --port N` moves it)
 
 A real engine (pg_stream, pg_trickle) runs from a copy of the wheel's PostgreSQL with the
 extension installed (engines.engine_prefix), with its library preloaded.
@@ -147,6 +149,7 @@ class LocalServer:
         self.pgdata = self.data_dir / "pgdata"
         self.log_file = self.data_dir / "server.log"
         self.engine_file = self.data_dir / "engine"
+        self.port_file = self.data_dir / "port"
         recorded = self.recorded_engine()
         if engine is not None and recorded is not None and engine != recorded:
             raise ServerError(
@@ -175,6 +178,13 @@ class LocalServer:
             return self.engine_file.read_text().strip() or None
         except OSError:
             return "pgstream-lite" if self.is_initialized() else None
+
+    def recorded_port(self) -> int | None:
+        """The port this data dir keeps across restarts (None: never started)."""
+        try:
+            return int(self.port_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
 
     def settings(self) -> dict[str, str]:
         """Every setting this server is started with."""
@@ -267,7 +277,12 @@ class LocalServer:
         self.engine_file.write_text(self.engine + "\n")
 
     def start(self, port: int | None = None) -> str:
-        """Start the server (or reuse a running one) and return its connection URI."""
+        """Start the server (or reuse a running one) and return its connection URI.
+
+        port: the TCP port; None = the one this data dir kept (DIR/port), else a free one.
+        Raises ServerError (one line) when the port is taken, the dir is not writable, or the
+        server does not come up.
+        """
         current = self.status()
         if current.running:
             if port is not None and port != current.port:
@@ -277,8 +292,15 @@ class LocalServer:
             return dsn_for(current.port)  # type: ignore[arg-type]
         self.initialize()
         self._write_settings()
-        chosen = port if port is not None else free_port()
+        kept = self.recorded_port()
+        chosen = port if port is not None else kept if kept is not None else free_port()
         if not port_is_free(chosen):
+            if port is None:  # never another port behind the user's back: profiles point here
+                raise ServerError(
+                    f"port {chosen}, which data dir {self.data_dir} keeps across restarts, is "
+                    f"in use on {HOST}: free it, or move the server with --port N (then update "
+                    "your dbt profile)"
+                )
             raise ServerError(f"port {chosen} is already in use on {HOST}")
         result = self._run(
             "pg_ctl",
@@ -293,6 +315,8 @@ class LocalServer:
             raise ServerError(
                 f"server for {self.data_dir} did not start: {_last_line(self._log_tail())}"
             )
+        if chosen != kept:
+            self.port_file.write_text(f"{chosen}\n")
         return dsn_for(chosen)
 
     def stop(self) -> bool:
