@@ -1,11 +1,14 @@
 """`make demo`: the plan's example end to end, with dbt, on the local PostgreSQL 18.
 
-seed -> run (create) -> test -> insert new orders -> refresh -> totals change -> run (unchanged)
--> run --full-refresh (replace) -> drop all. Every step prints what dbt printed and what the
-pgstream catalog says afterwards.
+start the server and its scheduler -> seed -> run (create) -> test -> insert new orders -> the
+scheduler refreshes order_totals by itself within its 2 s schedule (no command) -> refresh
+history and the scheduler's log -> run (unchanged) -> run --full-refresh (replace) -> drop all
+-> a summary. Every step prints what dbt printed and what the catalog says afterwards.
 
 --engine (or $PGSTREAM_ENGINE) runs it on a real extension instead of pgstream-lite
-(`make demo ENGINE=pg_trickle`): built and cached on first use, in a data dir of its own.
+(`make demo ENGINE=pg_trickle`): built and cached on first use, in a data dir of its own; there
+the extension's background worker refreshes, not a scheduler process.
+--keep leaves the server (and its scheduler) running; `pgstream-lite stop --data-dir DIR` stops it.
 """
 
 from __future__ import annotations
@@ -14,11 +17,20 @@ import argparse
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
 
-from pgstream_lite.engines import DEFAULT_ENGINE, ENGINES, api_schema, install_engine
+from pgstream_lite import supervisor
+from pgstream_lite.engines import (
+    DEFAULT_ENGINE,
+    ENGINES,
+    api_schema,
+    install_engine,
+    is_real,
+    real_engine,
+)
 from pgstream_lite.server import LocalServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,14 +76,32 @@ CATALOG = f"""
     FROM {{api}}.{{p}}_stream_tables WHERE {{p}}_schema = '{SCHEMA}' ORDER BY {{p}}_name"""
 TOTALS = f"SELECT customer_id, total_amount, order_count FROM {SCHEMA}.order_totals ORDER BY 1"
 HISTORY = f"""
-    SELECT h.action, h.status, h.rows_inserted, h.rows_deleted,
-           round(h.duration_ms::numeric, 1) AS ms
-    FROM {{api}}.get_refresh_history('{SCHEMA}.order_totals', 3) AS h"""
+    SELECT to_char(h.start_time, 'HH24:MI:SS') AS at, h.action, h.status, h.rows_inserted,
+           h.rows_deleted, round(h.duration_ms::numeric, 1) AS ms
+    FROM {{api}}.get_refresh_history('{SCHEMA}.order_totals', 4) AS h"""
+# order_totals' schedule in the demo (the project's default is 1m): short, so that the scheduler's
+# refresh is seen within seconds. The demo's database allows 1 s schedules for it.
+SCHEDULE = "2s"
+DBT_VARS = ("--vars", f"{{order_totals_schedule: {SCHEDULE}}}")
+MIN_SCHEDULE_GUC = {"pg_trickle": "pg_trickle.min_schedule_seconds"}
+SCHEDULER_INTERVAL_MS = 500
+
+
+def wait_until_fresh(conn: psycopg.Connection, before: list[tuple], timeout: float) -> float:
+    """Seconds until order_totals differs from `before` (SystemExit after `timeout`)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if conn.execute(TOTALS).fetchall() != before:
+            return time.monotonic() - started
+        time.sleep(0.2)
+    raise SystemExit(f"demo failed: order_totals was not refreshed within {timeout:.0f} s")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--keep", action="store_true", help="leave the server running")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the server (and its scheduler) running")
     parser.add_argument(
         "--engine",
         choices=ENGINES,
@@ -82,15 +112,32 @@ def main() -> int:
     api = api_schema(args.engine)
     names = {"api": api, "p": "pgt" if api == "pgtrickle" else "pgs"}
     catalog, history = CATALOG.format(**names), HISTORY.format(**names)
+    directory = data_dir(args.engine)
+    shown_dir = directory.relative_to(ROOT)
 
-    banner(f"Start the local PostgreSQL 18 and install {args.engine}")
-    server = LocalServer(data_dir(args.engine), engine=args.engine)
+    banner(f"Start the local PostgreSQL 18 with {args.engine}, and what refreshes")
+    server = LocalServer(directory, engine=args.engine)
     dsn = server.start()
     install_engine(args.engine, dsn)
     port = str(server.status().port)
-    print(f"server: {dsn}  (data dir {data_dir(args.engine).relative_to(ROOT)})")
+    print(f"server: {dsn}  (data dir {shown_dir})")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        guc = MIN_SCHEDULE_GUC.get(args.engine, "pg_stream.min_schedule_seconds")
+        conn.execute(f"ALTER DATABASE postgres SET {guc} = 1")  # type: ignore[arg-type]
+    if is_real(args.engine):
+        refresher = f"{args.engine}'s background worker"
+        print(f"scheduler: none needed, {refresher} refreshes "
+              f"({real_engine(args.engine).scheduler_databases})")
+    else:
+        refresher = "the pgstream-lite scheduler"
+        supervisor.stop(directory)  # one a previous --keep left: start afresh
+        found = supervisor.spawn(directory, dsn, SCHEDULER_INTERVAL_MS)
+        print(f"scheduler: running (pid {found.scheduler.pid if found.scheduler else '?'}), "
+              f"supervised, wakes every {SCHEDULER_INTERVAL_MS} ms; "
+              f"log {shown_dir}/{supervisor.LOG_NAME}")
     env = {**os.environ, "PGSTREAM_PORT": port, "PGSTREAM_SCHEMA": SCHEMA,
            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_USE_COLORS": "false"}
+    summary: list[str] = []
 
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -99,43 +146,72 @@ def main() -> int:
             dbt("run-operation", "drop_all_stream_tables", env=env)
             dbt("seed", "--full-refresh", env=env)
 
-            banner("dbt run: creates the stream tables")
-            dbt("run", env=env)
+            banner(f"dbt run: creates the stream tables (order_totals refreshed every "
+                   f"{SCHEDULE})")
+            dbt("run", *DBT_VARS, env=env)
             show(conn, f"{api} catalog", catalog)
             show(conn, "order_totals", TOTALS)
+            summary.append(f"dbt run created order_totals (DIFFERENTIAL, every {SCHEDULE}) and "
+                           "big_customers on top of it")
 
             banner("dbt test: data tests on the stream tables")
             dbt("test", env=env)
 
             banner("New orders arrive in the source table")
+            before = conn.execute(TOTALS).fetchall()
             conn.execute(
                 f"INSERT INTO {SCHEMA}.raw_orders (id, customer_id, amount, created_at) VALUES"
                 " (100, 1, 50.00, now()), (101, 4, 12.00, now()), (102, 9, 99.99, now())"
             )
-            show(conn, "order_totals before the refresh (not yet fresh)", TOTALS)
+            show(conn, "order_totals right after the insert (not yet refreshed)", TOTALS)
 
-            banner("dbt run-operation refresh: a DIFFERENTIAL refresh now")
-            dbt("run-operation", "refresh", "--args", "{model_name: order_totals}", env=env)
-            dbt("run-operation", "refresh", "--args", "{model_name: big_customers}", env=env)
-            show(conn, "order_totals after the refresh", TOTALS)
+            banner(f"No command: {refresher} refreshes order_totals within its schedule")
+            print(f"waiting for order_totals to change (schedule {SCHEDULE}) ...", flush=True)
+            took = wait_until_fresh(conn, before, timeout=60)
+            print(f"order_totals changed {took:.1f} s after the insert, refreshed by "
+                  f"{refresher}: no dbt command or refresh call ran.")
+            show(conn, "order_totals, refreshed by itself", TOTALS)
             show(conn, "refresh history of order_totals (newest first)", history)
+            if not is_real(args.engine):
+                print(f"\n-- the scheduler's log ({shown_dir}/{supervisor.LOG_NAME}, "
+                      f"`pgstream-lite logs --data-dir {shown_dir}`), last lines:")
+                for line in supervisor.recent_log(directory, 4):
+                    print(f"  {line}")
             dbt("run-operation", "stream_table_status", env=env)
+            summary.append(f"3 new orders reached order_totals {took:.1f} s after the insert, "
+                           f"refreshed by {refresher} (no command)")
 
             banner("dbt run again: nothing changed, so nothing is touched")
-            dbt("run", env=env)
+            dbt("run", *DBT_VARS, env=env)
+            summary.append("dbt run again: nothing to do, nothing touched")
 
             banner("dbt run --full-refresh: drop and re-create, in one transaction")
-            dbt("run", "--full-refresh", env=env)
+            dbt("run", "--full-refresh", *DBT_VARS, env=env)
             show(conn, f"{api} catalog", catalog)
             dbt("test", env=env)
+            summary.append("dbt run --full-refresh replaced both stream tables; tests pass")
 
             banner("dbt run-operation drop_all_stream_tables")
             dbt("run-operation", "drop_all_stream_tables", env=env)
             show(conn, f"{api} catalog (empty)", catalog)
+            summary.append("drop_all_stream_tables dropped them")
     finally:
         if not args.keep:
+            supervisor.stop(directory)
             server.stop()
     banner("Demo finished")
+    for number, line in enumerate(summary, 1):
+        print(f"  {number}. {line}")
+    if args.keep:
+        print(f"\nThe server keeps running at {dsn}"
+              + ("" if is_real(args.engine) else ", with its scheduler") + ".")
+        print(f"Stop it with:  .venv/bin/pgstream-lite stop --data-dir {shown_dir}")
+    else:
+        print("\nThe server and its scheduler are stopped. To keep them running after the "
+              "demo:\n  .venv/bin/python demo/run_demo.py --keep"
+              + ("" if args.engine == DEFAULT_ENGINE else f" --engine {args.engine}")
+              + f"\nthen stop them later with:  .venv/bin/pgstream-lite stop --data-dir "
+              f"{shown_dir}")
     return 0
 
 
