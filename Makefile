@@ -44,9 +44,11 @@ OLDER_PG := /usr/lib/postgresql/15/bin/postgres
 $(OLDER_PG):
 	@if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
 	  echo "need Debian's postgresql-15 (sudo apt-get install postgresql-15)"; exit 1; fi
+	@echo "CHANGE OUTSIDE THE REPOSITORY: create_main_cluster = false in /etc/postgresql-common/createcluster.conf (no cluster is created or started by the package)"
 	mkdir -p /etc/postgresql-common
 	grep -qs '^create_main_cluster' /etc/postgresql-common/createcluster.conf || \
 	  echo 'create_main_cluster = false' >> /etc/postgresql-common/createcluster.conf
+	@echo "CHANGE OUTSIDE THE REPOSITORY: apt-get install postgresql-15 (Debian's PostgreSQL 15, for tests/engine/test_older_postgres.py)"
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	  -o Dpkg::Options::=--force-confold postgresql-15 >/dev/null

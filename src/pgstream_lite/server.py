@@ -84,8 +84,8 @@ def _ensure_system_user() -> pwd.struct_passwd:
         return pwd.getpwnam(SYSTEM_USER)
     except KeyError:
         print(
-            f"pgstream-lite: creating system user {SYSTEM_USER} (PostgreSQL refuses to run as "
-            "root; a change outside the repository)",
+            f"pgstream-lite: CHANGE OUTSIDE THE REPOSITORY: creating system user {SYSTEM_USER} "
+            "(PostgreSQL refuses to run as root)",
             file=sys.stderr,
         )
         subprocess.run(
@@ -104,8 +104,8 @@ def _open_path_to(path: Path) -> None:
         wanted = mode | 0o055
         if mode != wanted and parent != path:  # path itself is the server's own: no news
             print(
-                f"pgstream-lite: chmod go+rx {parent} (so that system user {SYSTEM_USER} can "
-                "reach the server's files)",
+                f"pgstream-lite: CHANGE OUTSIDE THE REPOSITORY: chmod go+rx {parent} (so that "
+                f"system user {SYSTEM_USER} can reach the server's files)",
                 file=sys.stderr,
             )
             parent.chmod(wanted)
