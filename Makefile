@@ -18,7 +18,7 @@ endif
 REAL_ENGINES := $(filter pg_stream pg_trickle,$(ENGINES))
 WITH_LITE := $(filter pgstream-lite,$(ENGINES))
 # What a real engine is tested with (tests/engine is pgstream-lite's own suite).
-REAL_ENGINE_TESTS := tests/dbt tests/e2e/test_integration_project.py
+REAL_ENGINE_TESTS := tests/dbt tests/e2e/test_integration_project.py tests/e2e/test_scheduler_cli.py
 RESULTS := .tmp/test-results
 TIERS := $(PY) tests/tiers.py --results $(RESULTS)
 EXPECTED_TIERS := lint $(if $(WITH_LITE),pgstream-lite pgstream-lite-dbt16) $(REAL_ENGINES)

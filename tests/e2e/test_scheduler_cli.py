@@ -2,7 +2,8 @@
 processes, real refreshes of stream tables, the log it writes, and how it ends.
 
 Stream tables here use a 1 s schedule (pg_stream.min_schedule_seconds = 1 for the database), so
-that refreshes happen within seconds."""
+that refreshes happen within seconds. The pgstream-lite classes start servers of their own, so
+they run once, in the pgstream-lite tier; TestRealEngine runs in a real engine's tier."""
 
 from __future__ import annotations
 
@@ -19,9 +20,14 @@ from pathlib import Path
 import psutil
 import psycopg
 import pytest
+from engine_names import engine_sql
 from test_cli import CLI, assert_one_line_error, run_cli
 
 from pgstream_lite.server import LocalServer
+
+LITE_ONLY = pytest.mark.engines(
+    "pgstream-lite", reason="pgstream-lite's scheduler process (tested once, in its own tier)"
+)
 
 
 def processes_of(data_dir: Path, only_ours: bool = True) -> list[psutil.Process]:
@@ -107,6 +113,7 @@ def data_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@LITE_ONLY
 class TestSupervisedScheduler:
     def test_start_runs_a_scheduler_that_refreshes_and_logs(self, data_dir: Path) -> None:
         uri = start(data_dir)
@@ -189,6 +196,7 @@ class TestSupervisedScheduler:
         assert "reconnected to the server" in log_text(data_dir)
 
 
+@LITE_ONLY
 class TestSchedulerErrors:
     def test_start_on_a_database_that_does_not_exist(self, data_dir: Path) -> None:
         result = run_cli("start", "--data-dir", str(data_dir), "--database", "nosuchdb")
@@ -235,6 +243,7 @@ class TestSchedulerErrors:
         assert "scheduler stopped" in rest
 
 
+@LITE_ONLY
 class TestStableAddress:
     def test_port_is_kept_across_stop_and_start(self, data_dir: Path) -> None:
         uri = start(data_dir)
@@ -260,3 +269,31 @@ class TestStableAddress:
         assert f":{port}/" in moved
         run_cli("stop", "--data-dir", str(data_dir))
         assert start(data_dir) == moved
+
+
+@pytest.mark.engines("pg_stream", "pg_trickle", reason="a real extension's server")
+class TestRealEngine:
+    def test_its_background_worker_refreshes_and_no_scheduler_is_started(
+        self, data_dir: Path, engine: str
+    ) -> None:
+        result = run_cli("start", "--data-dir", str(data_dir), "--engine", engine, timeout=600)
+        assert result.returncode == 0, result.stderr
+        assert f"scheduler: none needed: {engine}'s own background worker refreshes" \
+            in result.stdout
+        assert processes_of(data_dir) == []
+        status = run_cli("status", "--data-dir", str(data_dir))
+        assert f"scheduler: none needed: {engine}'s" in status.stdout
+        uri = result.stdout.strip().splitlines()[-1]
+        guc = "pg_trickle.min_schedule_seconds" if engine == "pg_trickle" else \
+            "pg_stream.min_schedule_seconds"
+        with psycopg.connect(uri, autocommit=True) as conn:
+            conn.execute(f"ALTER DATABASE postgres SET {guc} = 1")
+        with psycopg.connect(uri, autocommit=True) as conn:
+            conn.execute("CREATE TABLE src (id int PRIMARY KEY, v int)")
+            conn.execute("INSERT INTO src VALUES (1, 10)")
+            conn.execute(engine_sql("SELECT pgstream.create_stream_table('st', "
+                                    "'SELECT id, v FROM src', '1s', 'DIFFERENTIAL')", engine))
+            conn.execute("INSERT INTO src VALUES (2, 20)")
+        wait_for(lambda: rows(uri) == [(1, 10), (2, 20)], 90, "the worker's refresh")
+        run_cli("stop", "--data-dir", str(data_dir))
+        assert processes_of(data_dir, only_ours=False) == []
