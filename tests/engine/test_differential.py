@@ -3,7 +3,9 @@
 After every batch of random INSERT/UPDATE/DELETE on the sources, each DIFFERENTIAL stream table
 must equal its defining query as a multiset (minus __pgs_row_id), and the refresh history must
 report exactly the true delta (rows that left + rows that came, as multisets). A batch with no
-change gives NO_DATA everywhere.
+change gives NO_DATA everywhere. Each DIFFERENTIAL refresh must take the path its shape is
+planned for (LINEAR, KEYED, RECOMPUTE: see src/pgstream_lite/sql/45_delta.sql), except after a
+TRUNCATE of a source, which makes that refresh RECOMPUTE.
 """
 
 from __future__ import annotations
@@ -27,7 +29,28 @@ STREAM_TABLES = [
     ("cnt", "SELECT count(*) AS n, sum(a) AS total FROM t1"),
     ("on_st", "SELECT k, s * 2 AS s2, c FROM agg WHERE c > 1"),
     ("on_st2", "SELECT c, count(*) AS groups FROM agg GROUP BY c"),
+    ("proj", "SELECT id, CASE WHEN a IS NULL THEN 'none' WHEN a > 3 THEN 'big' ELSE 'small' END "
+             "AS size, (a * 2)::numeric / 3 AS third, coalesce(b, '?') || 'z' AS bz "
+             "FROM t1 WHERE b IS DISTINCT FROM 'y'"),
+    ("ij_self", "SELECT t1.id, t2.name, x.name AS n2 FROM t1 JOIN t2 ON t1.k = t2.k "
+                "JOIN t2 x ON x.k = t1.a"),
+    ("ij_comma", "SELECT t2.name, t1.b FROM t1, t2 WHERE t1.k = t2.k AND t1.a IS NOT NULL"),
+    ("agg_join", "SELECT t2.name, count(*) AS n, sum(t1.a) AS s, min(t1.b) AS mn "
+                 "FROM t1 JOIN t2 ON t1.k = t2.k GROUP BY t2.name"),
+    ("agg_lj", "SELECT t2.k, count(t1.id) AS n, max(t1.a) AS mx "
+               "FROM t2 LEFT JOIN t1 ON t1.k = t2.k GROUP BY t2.k"),
+    ("agg_expr", "SELECT a % 2 AS par, k, string_agg(b, ',' ORDER BY id) AS bs, max(a) AS mx "
+                 "FROM t1 GROUP BY 1, k"),
+    ("agg_having", "SELECT k, count(*) AS c FROM t1 GROUP BY k HAVING count(*) > 1"),
 ]
+
+# The path each table's DIFFERENTIAL refreshes take.
+PATHS = {
+    "filt": "LINEAR", "agg": "KEYED", "ij": "LINEAR", "lj": "RECOMPUTE", "dist": "KEYED",
+    "uni": "RECOMPUTE", "dup": "LINEAR", "cnt": "RECOMPUTE", "on_st": "RECOMPUTE",
+    "on_st2": "RECOMPUTE", "proj": "LINEAR", "ij_self": "LINEAR", "ij_comma": "LINEAR",
+    "agg_join": "KEYED", "agg_lj": "KEYED", "agg_expr": "KEYED", "agg_having": "RECOMPUTE",
+}
 
 small = st.integers(min_value=0, max_value=4)
 values = st.one_of(st.none(), st.integers(min_value=-2, max_value=6))
@@ -39,6 +62,8 @@ op = st.one_of(
     st.tuples(st.just("del1"), st.integers(0, 50), st.none(), st.none()),
     st.tuples(st.just("ins2"), small, st.sampled_from(["n1", "n2", "long name"]), st.none()),
     st.tuples(st.just("del2"), st.integers(0, 50), st.none(), st.none()),
+    st.tuples(st.just("upd2"), st.integers(0, 50), small, st.none()),
+    st.tuples(st.just("trunc1"), st.integers(0, 9), st.none(), st.none()),
 )
 batches = st.lists(st.lists(op, max_size=8), min_size=1, max_size=4)
 
@@ -46,7 +71,9 @@ PICK = ("(SELECT {id} FROM {t} ORDER BY {id} "
         "OFFSET (%s %% (SELECT greatest(count(*), 1) FROM {t})) LIMIT 1)")
 
 
-def apply(conn: psycopg.Connection, ops) -> None:
+def apply(conn: psycopg.Connection, ops) -> bool:
+    """Run the batch; True if it truncated t1."""
+    truncated = False
     for kind, x, y, z in ops:
         if kind == "ins1":
             conn.execute("INSERT INTO t1 (k, a, b) VALUES (%s, %s, %s)", (x, y, z))
@@ -62,6 +89,13 @@ def apply(conn: psycopg.Connection, ops) -> None:
             conn.execute("INSERT INTO t2 (k, name) VALUES (%s, %s)", (x, y))
         elif kind == "del2":
             conn.execute("DELETE FROM t2 WHERE ctid = " + PICK.format(id="ctid", t="t2"), (x,))
+        elif kind == "upd2":  # a join key of the other side changes
+            conn.execute("UPDATE t2 SET k = %s WHERE ctid = " + PICK.format(id="ctid", t="t2"),
+                         (y, x))
+        elif kind == "trunc1" and x == 0:  # rare: most batches must stay incremental
+            conn.execute("TRUNCATE t1")
+            truncated = True
+    return truncated
 
 
 def columns(conn, name: str, stored: bool = False) -> str:
@@ -81,8 +115,11 @@ COUNTS = {
     "dist": "SELECT k, b, count(*) FROM t1 GROUP BY k, b",
     "cnt": "SELECT count(*) FROM t1",
     "on_st2": "SELECT c, count(*) FROM agg GROUP BY c",
+    "agg_join": "SELECT t2.name, count(*) FROM t1 JOIN t2 ON t1.k = t2.k GROUP BY t2.name",
+    "agg_lj": "SELECT t2.k, count(*) FROM t2 LEFT JOIN t1 ON t1.k = t2.k GROUP BY t2.k",
 }
-COUNT_KEYS = {"agg": "k", "dist": "k, b", "cnt": "", "on_st2": "c"}
+COUNT_KEYS = {"agg": "k", "dist": "k, b", "cnt": "", "on_st2": "c", "agg_join": "name",
+              "agg_lj": "k"}
 
 
 @pytest.fixture
@@ -95,7 +132,8 @@ def world(conn: psycopg.Connection) -> psycopg.Connection:
     return conn
 
 
-def refresh_and_check(conn: psycopg.Connection, expect_no_data: bool) -> None:
+def refresh_and_check(conn: psycopg.Connection, expect_no_data: bool,
+                      truncated: bool = False) -> None:
     for name, query in STREAM_TABLES:
         cols = columns(conn, name)
         stored = columns(conn, name, stored=True)
@@ -118,6 +156,16 @@ def refresh_and_check(conn: psycopg.Connection, expect_no_data: bool) -> None:
             assert action == "NO_DATA", name
         else:
             assert action in ("DIFFERENTIAL", "NO_DATA"), name
+        path, reason = q(conn, "SELECT p.path, p.reason FROM pgstream_lite.refresh_path p "
+                               "JOIN pgstream.pgs_refresh_history h USING (refresh_id) "
+                               "JOIN pgstream.pgs_stream_tables s USING (pgs_id) "
+                               "WHERE s.pgs_name = %s ORDER BY refresh_id DESC LIMIT 1", name)[0]
+        if action == "NO_DATA":
+            assert path == "NO_DATA", name
+        elif truncated and PATHS[name] != "RECOMPUTE":
+            assert (path, reason) == ("RECOMPUTE", "a source was truncated"), name
+        else:
+            assert path == PATHS[name], (name, reason)
         ids = q1(conn, f"SELECT count(DISTINCT __pgs_row_id) = count(*) FROM {name}")
         assert ids
         if name in COUNTS:
@@ -127,16 +175,16 @@ def refresh_and_check(conn: psycopg.Connection, expect_no_data: bool) -> None:
             assert differs == 0, f"{name}: __pgs_count is not the count of source rows"
 
 
-@settings(max_examples=30, deadline=None,
+@settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(batches=batches)
 def test_differential_equals_full(world, batches):
     conn = world
     conn.execute("TRUNCATE t1, t2")
-    refresh_and_check(conn, expect_no_data=False)
+    refresh_and_check(conn, expect_no_data=False, truncated=True)
     for ops in batches:
-        apply(conn, ops)
-        refresh_and_check(conn, expect_no_data=False)
+        truncated = apply(conn, ops)
+        refresh_and_check(conn, expect_no_data=False, truncated=truncated)
     refresh_and_check(conn, expect_no_data=True)
 
 

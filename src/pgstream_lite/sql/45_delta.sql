@@ -460,22 +460,35 @@ $$;
 
 -- SQL of the row images of p_relid's changes not visible in snapshot p_prev: which '+' new images
 -- (INSERT, UPDATE), '-' old images (UPDATE, DELETE), '*' both.
+-- The images are gathered into one jsonb array and expanded by jsonb_populate_recordset, whose
+-- row estimate (100) keeps the planner on index probes for the small deltas that are the common
+-- case: the buffer table's own statistics are usually stale (it is emptied after each refresh).
 CREATE OR REPLACE FUNCTION pgstream_lite.delta_images_sql(p_relid oid, p_prev text, p_which text)
 RETURNS text LANGUAGE sql STABLE AS $$
     SELECT format(
-        'SELECT __pgs_r.* FROM %I.%I __pgs_x %s CROSS JOIN LATERAL '
-        'jsonb_populate_record(NULL::%s, %s) __pgs_r '
-        'WHERE %s AND NOT pg_visible_in_snapshot(__pgs_x.xid, %L::pg_snapshot)',
-        c.buffer_schema, c.buffer_name,
-        CASE WHEN p_which = '*' THEN 'CROSS JOIN LATERAL (VALUES (__pgs_x.row_old), '
-                                     '(__pgs_x.row_new)) __pgs_i (j)' ELSE '' END,
+        'SELECT __pgs_r.* FROM jsonb_populate_recordset(NULL::%s, (SELECT coalesce(jsonb_agg(%s), '
+        '''[]'') FROM %I.%I __pgs_x %s WHERE %s AND NOT pg_visible_in_snapshot(__pgs_x.xid, '
+        '%L::pg_snapshot))) __pgs_r',
         p_relid::regclass,
         CASE p_which WHEN '+' THEN '__pgs_x.row_new' WHEN '-' THEN '__pgs_x.row_old'
                      ELSE '__pgs_i.j' END,
+        c.buffer_schema, c.buffer_name,
+        CASE WHEN p_which = '*' THEN 'CROSS JOIN LATERAL (VALUES (__pgs_x.row_old), '
+                                     '(__pgs_x.row_new)) __pgs_i (j)' ELSE '' END,
         CASE p_which WHEN '+' THEN '__pgs_x.op IN (''I'', ''U'')'
                      WHEN '-' THEN '__pgs_x.op IN (''U'', ''D'')'
                      ELSE '__pgs_i.j IS NOT NULL' END,
         p_prev)
+      FROM pgstream_lite.capture c WHERE c.source_relid = p_relid
+$$;
+
+-- SQL selecting p_relid's buffered changes not visible in p_prev that have images `p_which`.
+CREATE OR REPLACE FUNCTION pgstream_lite.delta_exists_sql(p_relid oid, p_prev text, p_which text)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT format('SELECT 1 FROM %I.%I __pgs_x WHERE __pgs_x.op IN %s '
+                  'AND NOT pg_visible_in_snapshot(__pgs_x.xid, %L::pg_snapshot)',
+                  c.buffer_schema, c.buffer_name,
+                  CASE p_which WHEN '+' THEN '(''I'', ''U'')' ELSE '(''U'', ''D'')' END, p_prev)
       FROM pgstream_lite.capture c WHERE c.source_relid = p_relid
 $$;
 
@@ -517,6 +530,11 @@ DECLARE
     z_cols text;
     v_cols text;
     v_sql text;
+    nonempty boolean[];
+    v_attempt integer := 0;
+    v_flag text;
+    v_used text[];
+    guards text[];
 BEGIN
     SELECT * INTO m FROM pgstream_lite.st_meta s WHERE s.pgs_id = p_pgs_id;
     SELECT array_agg(DISTINCT (v->>'relid')::oid) INTO relids FROM jsonb_array_elements(items) v;
@@ -533,7 +551,38 @@ BEGIN
            string_agg(format('%I', c), ', ' ORDER BY o)
       INTO q_cols, b_cols, z_cols, v_cols
       FROM unnest(m.columns) WITH ORDINALITY AS u(c, o);
+    <<attempt>>
+    LOOP
+    v_attempt := v_attempt + 1;
+    -- Which image sets are empty: their branches are left out (a 3-table join then plans 2
+    -- branches, not 26, for a change of one table). A set found empty here but filled by a
+    -- commit before the refresh statement's snapshot would be lost, so that statement checks
+    -- again, writes nothing if so (flag 'R') and the refresh is built again; after a few such
+    -- races every branch is kept.
+    IF v_attempt <= 3 THEN
+        EXECUTE 'SELECT ARRAY[' || (SELECT string_agg(format(
+                    'EXISTS (%s LIMIT 1), EXISTS (%s LIMIT 1)',
+                    pgstream_lite.delta_exists_sql(r, p_prev, '+'),
+                    pgstream_lite.delta_exists_sql(r, p_prev, '-')), ', ' ORDER BY o)
+                  FROM unnest(relids) WITH ORDINALITY AS u(r, o)) || ']'
+            INTO nonempty;
+    ELSE
+        nonempty := array_fill(true, ARRAY[2 * cardinality(relids)]);
+    END IF;
+    guards := '{}';
+    FOR k IN 1 .. cardinality(relids) LOOP
+        IF NOT nonempty[2 * k - 1] THEN
+            guards := guards || format('EXISTS (%s LIMIT 1)',
+                                       pgstream_lite.delta_exists_sql(relids[k], p_prev, '+'));
+        END IF;
+        IF NOT nonempty[2 * k] THEN
+            guards := guards || format('EXISTS (%s LIMIT 1)',
+                                       pgstream_lite.delta_exists_sql(relids[k], p_prev, '-'));
+        END IF;
+    END LOOP;
+    branches := '{}';
     -- every assignment of {current, +images, -images} to the items but all-current
+    <<branch>>
     FOR mask IN 1 .. (3 ^ n)::integer - 1 LOOP
         states := '{}'; repl := '{}'; gates := '{}';
         x := mask; v_size := 0; v_sign := 1;
@@ -545,6 +594,9 @@ BEGIN
             ELSIF states[k] = 2 THEN
                 repl[k] := '__pgs_m' || rel_idx[k];
                 v_sign := -v_sign;
+            END IF;
+            IF states[k] > 0 AND NOT nonempty[2 * rel_idx[k] - 2 + states[k]] THEN
+                CONTINUE branch;
             END IF;
             IF states[k] > 0 THEN
                 v_size := v_size + 1;
@@ -559,25 +611,32 @@ BEGIN
             q_cols, v_sign, pgstream_lite.subst_items(m.body, items, repl),
             array_to_string(gates, ' AND '));
     END LOOP;
+    IF cardinality(branches) = 0 THEN
+        branches := ARRAY[format(E'SELECT %s, 0 AS __pgs_sign FROM (\n%s\n) __pgs_q WHERE false',
+                                 q_cols, m.body)];
+    END IF;
     v_sql := format(
         E'WITH RECURSIVE %s'
-        '__pgs_t AS MATERIALIZED (SELECT (%s) AS t),\n'
+        '__pgs_t AS MATERIALIZED (SELECT CASE WHEN %s THEN ''T'' WHEN %s THEN ''R'' END AS t),\n'
         '__pgs_b AS (\n%s\n),\n'
         '__pgs_h AS (SELECT b.*, pgstream.pg_stream_hash(ROW(%s)::text) AS __pgs_h FROM __pgs_b b),\n'
         '__pgs_net AS MATERIALIZED (SELECT * FROM (SELECT DISTINCT ON (w.__pgs_h) w.*, '
         'sum(w.__pgs_sign) OVER (PARTITION BY w.__pgs_h) AS __pgs_n FROM __pgs_h w) y '
         'WHERE y.__pgs_n <> 0),\n'
-        '__pgs_probe (h, i) AS (SELECT z.__pgs_h, 1 FROM __pgs_net z WHERE EXISTS '
-        '(SELECT 1 FROM %s t WHERE t.__pgs_row_id = z.__pgs_h) '
-        'UNION ALL SELECT p.h, p.i + 1 FROM __pgs_probe p WHERE EXISTS (SELECT 1 FROM %s t '
-        'WHERE t.__pgs_row_id = pgstream.pg_stream_hash_multi(ARRAY[p.h::text, (p.i + 1)::text]))),\n'
+        -- probes of the stored ids: scalar subqueries, so always index look-ups (never a
+        -- join that reads the whole storage table)
+        '__pgs_probe (h, i) AS (SELECT z.__pgs_h, 1 FROM __pgs_net z WHERE '
+        '(SELECT true FROM %s t WHERE t.__pgs_row_id = z.__pgs_h LIMIT 1) '
+        'UNION ALL SELECT p.h, p.i + 1 FROM __pgs_probe p WHERE (SELECT true FROM %s t '
+        'WHERE t.__pgs_row_id = pgstream.pg_stream_hash_multi(ARRAY[p.h::text, (p.i + 1)::text]) '
+        'LIMIT 1)),\n'
         '__pgs_cnt AS (SELECT p.h, max(p.i) AS c FROM __pgs_probe p GROUP BY p.h),\n'
         '__pgs_c AS MATERIALIZED (SELECT z.*, coalesce(c.c, 0) AS __pgs_c FROM __pgs_net z '
-        'LEFT JOIN __pgs_cnt c ON c.h = z.__pgs_h WHERE NOT (SELECT t FROM __pgs_t)),\n'
-        '__pgs_del AS (DELETE FROM %s t USING (SELECT CASE WHEN o = 1 THEN z.__pgs_h ELSE '
-        'pgstream.pg_stream_hash_multi(ARRAY[z.__pgs_h::text, o::text]) END AS id '
+        'LEFT JOIN __pgs_cnt c ON c.h = z.__pgs_h WHERE (SELECT t FROM __pgs_t) IS NULL),\n'
+        '__pgs_del AS (DELETE FROM %s t WHERE t.__pgs_row_id = ANY (ARRAY(SELECT CASE WHEN o = 1 '
+        'THEN z.__pgs_h ELSE pgstream.pg_stream_hash_multi(ARRAY[z.__pgs_h::text, o::text]) END '
         'FROM __pgs_c z CROSS JOIN LATERAL generate_series(z.__pgs_c + z.__pgs_n + 1, z.__pgs_c) o '
-        'WHERE z.__pgs_n < 0) x WHERE t.__pgs_row_id = x.id RETURNING 1),\n'
+        'WHERE z.__pgs_n < 0)) RETURNING 1),\n'
         '__pgs_ins AS (INSERT INTO %s (__pgs_row_id, %s) SELECT CASE WHEN o = 1 THEN z.__pgs_h '
         'ELSE pgstream.pg_stream_hash_multi(ARRAY[z.__pgs_h::text, o::text]) END, %s '
         'FROM __pgs_c z CROSS JOIN LATERAL generate_series(z.__pgs_c + 1, z.__pgs_c + z.__pgs_n) o '
@@ -585,9 +644,16 @@ BEGIN
         'SELECT (SELECT count(*) FROM __pgs_ins), (SELECT count(*) FROM __pgs_del), '
         'pg_current_snapshot()::text, (SELECT t FROM __pgs_t)',
         ctes, pgstream_lite.truncated_sql(relids, p_prev),
+        coalesce(nullif(array_to_string(guards, ' OR '), ''), 'false'),
         array_to_string(branches, E'\nUNION ALL\n'), b_cols,
         p_storage, p_storage, p_storage, p_storage, v_cols, z_cols);
-    EXECUTE v_sql INTO ins, del, snap, truncated;
+    IF current_setting('pgstream_lite.debug', true) = 'on' THEN
+        RAISE NOTICE 'pgstream-lite LINEAR refresh: %', v_sql;
+    END IF;
+    EXECUTE v_sql INTO ins, del, snap, v_flag;
+    EXIT attempt WHEN v_flag IS DISTINCT FROM 'R';
+    END LOOP;
+    truncated := v_flag IS NOT DISTINCT FROM 'T';
 END;
 $$;
 
@@ -678,16 +744,18 @@ BEGIN
       FROM unnest(pgstream_lite.stored_columns(m)) WITH ORDINALITY AS u(c, o);
     EXECUTE format(
         E'WITH src AS MATERIALIZED (\n%s\n),\n'
-        'del AS (DELETE FROM %s t WHERE %s AND NOT EXISTS '
-        '(SELECT 1 FROM src WHERE src.__pgs_row_id = t.__pgs_row_id) RETURNING 1),\n'
+        'cur AS MATERIALIZED (SELECT t.__pgs_row_id FROM %s t WHERE %s),\n'
+        'del AS (DELETE FROM %s t WHERE t.__pgs_row_id = ANY (ARRAY(SELECT cur.__pgs_row_id '
+        'FROM cur WHERE NOT EXISTS (SELECT 1 FROM src WHERE src.__pgs_row_id = cur.__pgs_row_id))) '
+        'RETURNING 1),\n'
         'ins AS (INSERT INTO %s (__pgs_row_id, %s) SELECT src.__pgs_row_id, %s FROM src '
-        'WHERE NOT EXISTS (SELECT 1 FROM %s t WHERE t.__pgs_row_id = src.__pgs_row_id) '
+        'WHERE NOT EXISTS (SELECT 1 FROM cur WHERE cur.__pgs_row_id = src.__pgs_row_id) '
         'RETURNING 1)\n'
         'SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM del)',
         pgstream_lite.rows_sql_from(p_pgs_id, format(
             E'SELECT * FROM (\n%s\n) __pgs_q WHERE %s',
             coalesce(m.count_query, m.body), array_to_string(conds_q, ' AND '))),
-        p_storage, array_to_string(conds_t, ' AND '), p_storage, v_cols, v_src_cols, p_storage)
+        p_storage, array_to_string(conds_t, ' AND '), p_storage, p_storage, v_cols, v_src_cols)
         INTO ins, del;
 END;
 $$;
