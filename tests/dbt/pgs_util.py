@@ -106,6 +106,12 @@ def default_refresh_mode(engine: str) -> str:
     return "FULL" if engine == "pg_stream" else "DIFFERENTIAL"
 
 
+def query_changed(engine: str) -> str:
+    """The run's message for a model whose query changed: pg_trickle changes the query in place
+    (alter_stream_table(query => ...): same oid, grants and rows), the others replace it."""
+    return "altered (query changed)" if engine == "pg_trickle" else "replaced (query changed)"
+
+
 def full_on_pg_stream(engine: str) -> str:
     """Config for a further stream table over a source another DIFFERENTIAL one already reads:
     FULL on pg_stream 0.1, which refuses a second DIFFERENTIAL one there (docs/engines.md)."""

@@ -16,6 +16,7 @@ from pgs_util import (
     is_engine_detection,
     message,
     order_totals,
+    query_changed,
     run_sql,
     totals_rows,
     write_model,
@@ -176,11 +177,12 @@ class TestReplaceOnQueryChange(SeededProject):
             ),
         )
         results, logs = run_dbt_and_capture(["run"])
-        assert message(results, "order_totals") == "replaced (query changed)"
-        assert "replaced (query changed)" in logs
+        assert message(results, "order_totals") == query_changed(pg.engine)
+        assert query_changed(pg.engine) in logs
 
         after = pg.st("order_totals")
-        assert after["pgs_relid"] != before["pgs_relid"]
+        # pg_trickle changes the query in place: the same storage table (oid)
+        assert (after["pgs_relid"] == before["pgs_relid"]) is (pg.engine == "pg_trickle")
         assert after["pgs_relid"] == pg.relid("order_totals")
         assert after["defining_query"] == compiled_sql(project, "order_totals")
         assert "max_amount" in after["defining_query"]
@@ -188,8 +190,12 @@ class TestReplaceOnQueryChange(SeededProject):
         assert "max_amount" in pg.columns("order_totals")
         assert totals_rows(pg) == TOTALS
         executed = run_sql(project, "order_totals")
-        assert pg.sql("pgstream.drop_stream_table(") in executed
-        assert pg.sql("pgstream.create_stream_table(") in executed
+        if pg.engine == "pg_trickle":
+            assert "pgtrickle.alter_stream_table(" in executed and "query =>" in executed
+            assert "drop_stream_table(" not in executed
+        else:
+            assert pg.sql("pgstream.drop_stream_table(") in executed
+            assert pg.sql("pgstream.create_stream_table(") in executed
 
 
 class TestFullRefresh(SeededProject):
@@ -277,17 +283,25 @@ class TestDownstreamReplaced(SeededProject):
         down_before = pg.st("big_customers")
         other_before = pg.st("untouched")
 
+        # on pg_trickle a query change alone is applied in place: a storage_backend change
+        # (which only a replace applies) makes it a replace there too
+        trickle = pg.engine == "pg_trickle"
         write_model(
             project,
             "order_totals",
-            order_totals().replace("COUNT(*) AS order_count", "COUNT(*)::int AS order_count"),
+            order_totals(", storage_backend='none'" if trickle else "").replace(
+                "COUNT(*) AS order_count", "COUNT(*)::int AS order_count"
+            ),
         )
         results, logs = run_dbt_and_capture([*RUN_1])
-        assert message(results, "order_totals") == "replaced (query changed)"
-        if pg.engine == "pg_trickle":
+        if trickle:
+            assert message(results, "order_totals") == (
+                "replaced (query changed, storage_backend heap -> none)"
+            )
             assert message(results, "big_customers") == "created"
             assert f"{pg.schema}.big_customers" in logs.split("dropped with it")[1]
         else:
+            assert message(results, "order_totals") == "replaced (query changed)"
             assert message(results, "big_customers") == "replaced (upstream replaced)"
         assert message(results, "untouched") == "unchanged"
 

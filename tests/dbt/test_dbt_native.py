@@ -20,6 +20,7 @@ from pgs_util import (
     is_engine_detection,
     message,
     order_totals,
+    query_changed,
     sent,
     temporary_roles,
     totals_rows,
@@ -88,12 +89,16 @@ class TestRunResultCodes(SeededProject):
             order_totals(", schedule='5m'").replace("COUNT(*) AS order_count", WIDER),
         )
         results = run_dbt(["run"])
-        assert message(results, "order_totals") == "replaced (query changed)"
-        assert adapter_code(results, "order_totals") == "REPLACE"
+        assert message(results, "order_totals") == query_changed(pg.engine)
+        assert adapter_code(results, "order_totals") == (
+            "ALTER" if pg.engine == "pg_trickle" else "REPLACE"
+        )
         run_results = json.loads(
             (Path(project.project_root) / "target" / "run_results.json").read_text()
         )
-        assert run_results["results"][0]["adapter_response"]["code"] == "REPLACE"
+        assert run_results["results"][0]["adapter_response"]["code"] == (
+            "ALTER" if pg.engine == "pg_trickle" else "REPLACE"
+        )
         assert pg.st("order_totals")["pgs_relid"] == pg.relid("order_totals")
 
 
@@ -200,14 +205,14 @@ class TestGrants(SeededProject):
         assert "reconciled" in logs
         assert self.grants(pg) == {(reader, "SELECT")}
 
-        # replace (query changed): the new table gets the grants
+        # query changed (a replace, or in place on pg_trickle): the table has the grants
         write_model(
             project,
             "order_totals",
             order_totals(config).replace("COUNT(*) AS order_count", WIDER),
         )
         results = run_dbt(["run"])
-        assert message(results, "order_totals") == "replaced (query changed)"
+        assert message(results, "order_totals") == query_changed(pg.engine)
         assert self.grants(pg) == {(reader, "SELECT")}
 
         # alter: the grant config changes too
@@ -289,7 +294,7 @@ class TestPersistDocs(SeededProject):
         write_model(
             project, "order_totals", order_totals().replace("COUNT(*) AS order_count", WIDER)
         )
-        assert message(run_dbt(["run"]), "order_totals") == "replaced (query changed)"
+        assert message(run_dbt(["run"]), "order_totals") == query_changed(pg.engine)
         comments = self.comments(pg)
         assert comments["<table>"] == "Per customer"
         assert comments["customer_id"] == "The customer's id"
@@ -360,7 +365,11 @@ class TestIndexes(SeededProject):
                 "COUNT(*) AS order_count", WIDER
             ),
         )
-        assert message(run_dbt(["run"]), "order_totals") == "replaced (query changed)"
+        text = message(run_dbt(["run"]), "order_totals")
+        if pg.engine == "pg_trickle":  # the query in place, then the index config
+            assert text.startswith("altered (query changed, indexes -pgs_idx_"), text
+        else:
+            assert text == "replaced (query changed)"
         after = managed_indexes(pg)
         ours = [d for n, d in after.items() if n.startswith("pgs_idx_")]
         assert len(ours) == 1 and "UNIQUE" in ours[0]

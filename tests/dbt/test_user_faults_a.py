@@ -25,7 +25,15 @@ from pathlib import Path
 import psycopg
 import pytest
 from dbt.tests.util import run_dbt, run_dbt_and_capture
-from pgs_util import SeededProject, message, quotes_names, sent, temporary_roles, write_model
+from pgs_util import (
+    SeededProject,
+    message,
+    query_changed,
+    quotes_names,
+    sent,
+    temporary_roles,
+    write_model,
+)
 from test_least_privilege import RoleProject
 
 
@@ -166,7 +174,7 @@ class TestTerminators(SeededProject):
             (pg.schema,),
         )
         results = run_dbt(["run", "--select", "t_semi"])
-        assert message(results, "t_semi") == "replaced (query changed)"
+        assert message(results, "t_semi") == query_changed(pg.engine)
 
 
 # ---------------------------------------------------------------------------------------------

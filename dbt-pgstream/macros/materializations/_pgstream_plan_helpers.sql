@@ -16,6 +16,8 @@
   {%- for change in changes -%}
     {%- if change[0] == 'indexes' -%}
       {%- do described.append('indexes ' ~ change[2]) -%}
+    {%- elif change[0] == 'query' -%}
+      {%- do described.append('query changed') -%}
     {%- else -%}
       {%- do described.append(change[0] ~ ' ' ~ change[1] ~ ' -> ' ~ change[2]) -%}
     {%- endif -%}
@@ -89,3 +91,38 @@
              'message': 'skipped (--empty: the model SQL was checked; no stream table is '
                         ~ 'created or changed by an --empty run)'}) }}
 {% endmacro %}
+
+
+{#- Private: predicate over the catalog row `st`: some change an alter is about to apply is still
+    to be applied. The alter is re-checked with it under the model lock, so of two runs applying
+    the same change at once, the second calls nothing and reports "unchanged". -#}
+{% macro _pgstream_sql_alter_needed(query, cfg, alter_args, alter_options) -%}
+  {%- set lit = dbt_pgstream._pgstream_literal -%}
+  {%- set parts = [] -%}
+  {%- if 'query' in alter_args -%}
+    {%- do parts.append(dbt_pgstream._pgstream_sql_query_changed(query)) -%}
+  {%- endif -%}
+  {%- if 'schedule' in alter_args -%}
+    {%- do parts.append('st.schedule IS DISTINCT FROM ' ~ lit(cfg.schedule)) -%}
+  {%- endif -%}
+  {%- if 'refresh_mode' in alter_args -%}
+    {%- do parts.append(dbt_pgstream._pgstream_sql_refresh_mode_differs(cfg.refresh_mode)) -%}
+  {%- endif -%}
+  {%- if 'status' in alter_args -%}
+    {%- do parts.append('st.status IS DISTINCT FROM ' ~ lit(cfg.status)) -%}
+  {%- endif -%}
+  {%- for key, value in alter_options.items() -%}
+    {%- do parts.append(dbt_pgstream._pgstream_sql_option_differs(key, value)) -%}
+  {%- endfor -%}
+  ({{ parts | join('\n       OR ') if parts else 'true' }})
+{%- endmacro %}
+
+
+{#- Private: an option's value as the run's messages show it (true / false in lower case). -#}
+{% macro _pgstream_option_text(value) -%}
+  {%- if value is sameas true or value is sameas false -%}
+    {{- 'true' if value else 'false' -}}
+  {%- else -%}
+    {{- value -}}
+  {%- endif -%}
+{%- endmacro %}

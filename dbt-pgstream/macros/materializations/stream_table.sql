@@ -159,6 +159,23 @@
       {%- do reasons.append('schedule ' ~ state.old_schedule ~ ' -> CALCULATED') -%}
       {%- do config_reasons.append(reasons[-1]) -%}
     {%- endif -%}
+    {#- pg_trickle's options: changed in place where its alter can, else by a replace -#}
+    {%- for key, held in state.option_state.items() if held[1] -%}
+      {%- set wanted = dbt_pgstream._pgstream_option_text(cfg.options[key]) -%}
+      {%- if dbt_pgstream._pgstream_option_spec(key).alter -%}
+        {%- do changes.append([key, held[0] or 'none', wanted]) -%}
+      {%- else -%}
+        {%- do reasons.append(key ~ ' ' ~ (held[0] or 'none') ~ ' -> ' ~ wanted) -%}
+        {%- do config_reasons.append(reasons[-1]) -%}
+      {%- endif -%}
+    {%- endfor -%}
+    {#- a query change alone is applied in place where the engine's alter can (pg_trickle):
+        the stream table keeps its oid, grants and rows -#}
+    {%- if engine.alter_query and reasons == ['query changed'] -%}
+      {%- set reasons = [] -%}
+      {%- set config_reasons = [] -%}
+      {%- do changes.append(['query', none, none]) -%}
+    {%- endif -%}
     {%- if cfg.schedule is not none and state.schedule_changed -%}
       {%- do changes.append(['schedule', state.old_schedule, cfg.schedule]) -%}
     {%- elif cfg.schedule is none and state.schedule_changed
@@ -210,14 +227,28 @@
   {%- set calls_api = action != 'altered' -%}
   {%- if action == 'altered' -%}
     {%- set alter_args = {} -%}
+    {%- set alter_options = {} -%}
     {%- for change in changes if change[0] != 'indexes' -%}
-      {%- do alter_args.update({change[0]: change[2]}) -%}
+      {%- if change[0] in cfg.options -%}
+        {%- do alter_options.update({change[0]: cfg.options[change[0]]}) -%}
+      {%- else -%}
+        {%- do alter_args.update({change[0]: change[2]}) -%}
+      {%- endif -%}
     {%- endfor -%}
-    {%- if alter_args -%}
+    {%- set query_altered = 'query' in alter_args -%}
+    {%- if alter_args or alter_options -%}
       {%- set calls_api = true -%}
+      {#- re-checked under the lock: a concurrent run that applied the same changes first
+          leaves nothing to do, and this run reports "unchanged" -#}
       {%- do statements.append(dbt_pgstream.alter_stream_table(relation,
           schedule=alter_args.get('schedule'), refresh_mode=alter_args.get('refresh_mode'),
-          status=alter_args.get('status'))) -%}
+          status=alter_args.get('status'), query=query if query_altered else none,
+          options=alter_options)
+          ~ '\n  AND ' ~ dbt_pgstream._pgstream_sql_alter_needed(query, cfg, alter_args,
+                                                                 alter_options)) -%}
+      {%- if query_altered and engine.unique_row_id_for_counted -%}
+        {%- do statements.append(dbt_pgstream._pgstream_unique_row_id_sql(relation)) -%}
+      {%- endif -%}
       {%- if engine.pg_stream_01 and alter_args.get('refresh_mode') == 'DIFFERENTIAL' -%}
         {%- do statements.append(dbt_pgstream._pgstream_assert_no_shared_differential_sql(
             relation)) -%}
@@ -241,7 +272,8 @@
     {%- endif -%}
     {%- if action == 'replaced' -%}
       {%- set condition = dbt_pgstream._pgstream_sql_needs_replace(query, cfg.schedule,
-                                                                   full_refresh) -%}
+                                                                   full_refresh,
+                                                                   options=cfg.options) -%}
       {%- if engine.pg_stream_01 and state.upstream_replaced -%}
         {%- do statements.append(dbt_pgstream._pgstream_drop_storage_sql(relation, condition)) -%}
       {%- else -%}
@@ -257,7 +289,7 @@
       {%- endif -%}
     {%- endif -%}
     {%- do statements.append(dbt_pgstream.create_stream_table(
-        relation, query, cfg.schedule, cfg.refresh_mode, cfg.initialize)) -%}
+        relation, query, cfg.schedule, cfg.refresh_mode, cfg.initialize, cfg.options)) -%}
     {%- if engine.pg_stream_01 and cfg.refresh_mode == 'DIFFERENTIAL' -%}
       {%- do statements.append(dbt_pgstream._pgstream_assert_no_shared_differential_sql(
           relation)) -%}
@@ -280,8 +312,17 @@
   {%- endif -%}
 
   {#- indexes, comments, grants: in the same statement (transaction), before the last SELECT -#}
-  {%- set statements = statements
-      + dbt_pgstream._pgstream_post_sql(relation, cfg, state, action != 'altered') -%}
+  {%- set post = dbt_pgstream._pgstream_post_sql(relation, cfg, state, action != 'altered') -%}
+  {%- if action == 'altered' and 'query' in alter_args -%}
+    {#- pg_trickle rebuilds the storage table (a new oid, without grants, indexes or comments)
+        when a column's type changes incompatibly: apply them as for a new table too, each
+        statement being a no-op where the table kept them -#}
+    {%- for statement in dbt_pgstream._pgstream_post_sql(relation, cfg, state, true)
+          if statement not in post -%}
+      {%- do post.append(statement) -%}
+    {%- endfor -%}
+  {%- endif -%}
+  {%- set statements = statements + post -%}
   {#- Last: did THIS statement call the API? false = a concurrent run that held the lock first
       already deployed this definition, and every guarded step above was a no-op. Each guarded
       call sets a transaction-local marker when it runs (the catalog row's xmin cannot tell: a

@@ -39,7 +39,8 @@
 
 
 {#- Returns a dict: schedule (trimmed text, or none = CALCULATED), refresh_mode (upper case),
-    initialize (bool), status (upper case or none), name, schema. -#}
+    initialize (bool), status (upper case or none), name, schema, indexes, options (pg_trickle's
+    options that are set: _options.sql). -#}
 {% macro _pgstream_stream_table_config() %}
   {#- sql_header (config or set_sql_header): dbt would run it before the create only; the engine
       refreshes the stream table later, in sessions of its own, from the stored query alone, so
@@ -84,12 +85,16 @@
     {%- do dbt_pgstream._pgstream_config_error('schedule', raw_schedule, schedule_allowed) -%}
   {%- endif -%}
 
+  {#- AUTO and IMMEDIATE exist on pg_trickle only: checked against the engine before any SQL
+      runs (_pgstream_assert_engine_supports) -#}
   {%- set raw_mode = config.get('refresh_mode', 'DIFFERENTIAL') -%}
-  {%- if raw_mode is string and (raw_mode | trim | upper) in ['FULL', 'DIFFERENTIAL'] -%}
+  {%- if raw_mode is string
+        and (raw_mode | trim | upper) in ['FULL', 'DIFFERENTIAL', 'AUTO', 'IMMEDIATE'] -%}
     {%- set refresh_mode = raw_mode | trim | upper -%}
   {%- else -%}
     {%- do dbt_pgstream._pgstream_config_error('refresh_mode', raw_mode,
-        "expected 'FULL' or 'DIFFERENTIAL' (any case)") -%}
+        "expected 'FULL' or 'DIFFERENTIAL' (any case), or on pg_trickle also 'AUTO' or "
+        ~ "'IMMEDIATE'") -%}
   {%- endif -%}
 
   {%- set raw_initialize = config.get('initialize', true) -%}
@@ -182,5 +187,6 @@
       'schema': schema,
       'on_configuration_change': on_configuration_change,
       'indexes': dbt_pgstream._pgstream_indexes_config(name),
+      'options': dbt_pgstream._pgstream_options_config(refresh_mode),
   }) }}
 {% endmacro %}

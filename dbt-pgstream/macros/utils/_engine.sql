@@ -12,7 +12,9 @@
       schema, prefix ('pgs' / 'pgt'), catalog relations (stream_tables, dependencies,
       refresh_history, stat, info), catalog columns (id, relid, st_name, st_schema), storage
       columns (row_id, count, internal_prefix), and what the API can do in place
-      (alter_sets_calculated: alter_stream_table can go back to a CALCULATED schedule), and
+      (alter_sets_calculated: alter_stream_table can go back to a CALCULATED schedule;
+      resume_fn: the function that takes a SUSPENDED stream table back to ACTIVE, or none where
+      alter_stream_table(status => 'ACTIVE') does it), and
       pg_stream_01: the engine is the pg_stream 0.1 extension, whose defects the package works
       around or refuses up front (_engine_limits.sql); serialize_creates: creates over one
       source race on its change buffer (measured on pg_stream 0.1 and pg_trickle 0.67), so the
@@ -25,6 +27,7 @@
       regclass, so a name that needs quoting is refused up front, _engine_limits.sql);
       drop_needs_cascade: drop_stream_table() refuses a stream table other stream tables read
       unless it is called with cascade => true, which drops them too (pg_trickle);
+      options, refresh_modes, alter_query, requested_refresh_mode, extensions: see below;
       unique_row_id_for_counted: over a source without a primary key (every dbt seed) the engine
       gives an aggregate or DISTINCT stream table only a non-unique index on its row id, and its
       DIFFERENTIAL refresh then fails (`there is no unique or exclusion constraint matching the
@@ -46,10 +49,17 @@
         EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = 'pgstream') AS pgstream,
         (SELECT pg_catalog.string_agg(e.extname || ' ' || e.extversion, ',' ORDER BY e.extname)
          FROM pg_catalog.pg_extension AS e
-         WHERE e.extname IN ('pg_stream', 'pg_trickle')) AS extensions
+         WHERE e.extname IN ('pg_stream', 'pg_trickle', 'citus', 'pg_mooncake')) AS extensions,
+        EXISTS (SELECT 1 FROM pg_catalog.pg_attribute AS a
+                JOIN pg_catalog.pg_class AS c ON c.oid = a.attrelid
+                JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+                WHERE n.nspname = 'pgtrickle' AND c.relname = 'pgt_stream_tables'
+                  AND a.attname = 'requested_refresh_mode' AND NOT a.attisdropped)
+            AS requested_refresh_mode
     {%- endset -%}
     {%- set row = run_query(detect).rows[0] -%}
-    {%- do found.update({'pgtrickle': row['pgtrickle'], 'pgstream': row['pgstream']}) -%}
+    {%- do found.update({'pgtrickle': row['pgtrickle'], 'pgstream': row['pgstream'],
+                         'requested_refresh_mode': row['requested_refresh_mode']}) -%}
     {%- for item in (row['extensions'] or '').split(',') if item -%}
       {%- do found.update({item.split(' ')[0]: item.split(' ')[1]}) -%}
     {%- endfor -%}
@@ -83,6 +93,21 @@
                        'quotes_names': names.engine not in ['pg_stream', 'pg_trickle'],
                        'drop_needs_cascade': names.api == 'pg_trickle',
                        'unique_row_id_for_counted': names.engine == 'pg_trickle'}) -%}
+  {#- pg_trickle's options (_options.sql), the refresh modes beyond FULL and DIFFERENTIAL, an
+      in-place query change (alter_stream_table(query => ...)), and what the target database
+      has for the options that need another extension (citus, pg_mooncake);
+      requested_refresh_mode: the catalog keeps the mode asked for next to the one AUTO resolved
+      to (pg_trickle 0.108; 0.67 keeps only the resolved one, so AUTO is never a change there). -#}
+  {%- do names.update({'options': names.api == 'pg_trickle',
+                       'refresh_modes': ['FULL', 'DIFFERENTIAL', 'AUTO', 'IMMEDIATE']
+                                        if names.api == 'pg_trickle'
+                                        else ['FULL', 'DIFFERENTIAL'],
+                       'alter_query': names.api == 'pg_trickle',
+                       'requested_refresh_mode': names.api == 'pg_trickle'
+                                                 and found.get('requested_refresh_mode', false),
+                       'extensions': [found.get('citus') and 'citus',
+                                      found.get('pg_mooncake') and 'pg_mooncake']
+                                     | select | list}) -%}
   {#- columns_used_from_capture: the engine leaves the dependencies' columns_used NULL
       (pg_stream 0.1): the columns a stream table depends on are then those its sources' change
       capture copies (changes_schema: where the change buffers are; _pgstream_sql_columns_used) -#}
@@ -121,6 +146,7 @@
       'changes_schema': schema ~ '_changes',
       'change_tracking': schema ~ '.' ~ prefix ~ '_change_tracking',
       'alter_sets_calculated': api == 'pg_trickle',
+      'resume_fn': schema ~ '.resume_stream_table' if api == 'pg_trickle' else none,
   }) }}
 {% endmacro %}
 
@@ -147,8 +173,8 @@
 {#- Private: the SQL that resumes a SUSPENDED stream table, for messages. -#}
 {% macro _pgstream_resume_hint(name_text='name', engine=none) -%}
   {%- set e = engine if engine is not none else dbt_pgstream._pgstream_engine() -%}
-  {%- if e.api == 'pg_trickle' -%}
-    SELECT {{ e.schema }}.resume_stream_table({{ name_text }})
+  {%- if e.resume_fn -%}
+    SELECT {{ e.resume_fn }}({{ name_text }})
   {%- else -%}
     SELECT {{ e.schema }}.alter_stream_table({{ name_text }}, status => 'ACTIVE')
   {%- endif -%}

@@ -12,6 +12,7 @@
     Args: relation (Relation), cfg (dict from _pgstream_stream_table_config), query (text). -#}
 {% macro _pgstream_assert_engine_supports(relation, cfg, query) %}
   {%- set e = dbt_pgstream._pgstream_engine() -%}
+  {%- do dbt_pgstream._pgstream_assert_engine_has_options(relation, cfg, e) -%}
   {%- if e.quotes_names and not e.pg_stream_01 -%}{{ return(none) }}{%- endif -%}
   {%- set engine_version = e.engine ~ ' ' ~ e.version -%}
   {%- set where = "dbt_pgstream: cannot deploy stream_table model '" ~ model.name ~ "' ("
@@ -107,7 +108,8 @@ DO {{ lit(body) }}
     specification". Such a table has one row per group, so its row id is unique: the package
     adds the unique index the engine left out, in the act statement that created the table.
     A table without the count column (a plain projection over a keyless source may hold
-    duplicate rows) is left alone. -#}
+    duplicate rows) is left alone, and so is a partitioned one (partition_by), where PostgreSQL
+    allows no unique index without the partition key. -#}
 {% macro _pgstream_unique_row_id_sql(relation) -%}
   {%- set lit = dbt_pgstream._pgstream_literal -%}
   {%- set e = dbt_pgstream._pgstream_engine() -%}
@@ -116,6 +118,7 @@ DECLARE v_rel regclass := pg_catalog.to_regclass(pg_catalog.format('%I.%I',
     {{ lit(relation.schema) }}, {{ lit(relation.identifier) }}));
 BEGIN
   IF v_rel IS NOT NULL
+     AND (SELECT relkind FROM pg_catalog.pg_class WHERE oid = v_rel) <> 'p'
      AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
                  WHERE attrelid = v_rel AND attname = {{ lit(e.count) }} AND NOT attisdropped)
      AND NOT EXISTS (

@@ -25,11 +25,17 @@
         COALESCE({{ dbt_pgstream._pgstream_sql_upstream_replaced() }}, false) AS upstream_replaced,
         COALESCE({{ dbt_pgstream._pgstream_sql_source_column_dropped() }}, false)
             AS source_column_dropped,
-        COALESCE({{ dbt_pgstream._pgstream_sql_schedule_cleared(cfg.schedule) }}, false)
+        COALESCE({{ dbt_pgstream._pgstream_sql_schedule_cleared(cfg.schedule, 'st',
+                                                                 cfg.refresh_mode) }}, false)
             AS schedule_cleared,
+        {%- if cfg.refresh_mode == 'IMMEDIATE' %}
+        false AS schedule_changed,{#- an IMMEDIATE stream table has no schedule -#}
+        {%- else %}
         COALESCE(st.schedule IS DISTINCT FROM {{ lit(cfg.schedule) }}, false) AS schedule_changed,
-        COALESCE(st.refresh_mode IS DISTINCT FROM {{ lit(cfg.refresh_mode) }}, false)
+        {%- endif %}
+        COALESCE({{ dbt_pgstream._pgstream_sql_refresh_mode_differs(cfg.refresh_mode) }}, false)
             AS refresh_mode_changed,
+        {{ dbt_pgstream._pgstream_sql_option_state(cfg.options) }} AS option_state,
         COALESCE(st.status IS DISTINCT FROM {{ lit(cfg.status) }}, false) AS status_changed,
         {{ dbt_pgstream._pgstream_sql_managed_indexes() }} AS managed_indexes,
         {{ dbt_pgstream._pgstream_sql_current_grants() }} AS current_grants,
@@ -61,7 +67,7 @@
   {#- JSON text columns (indexes, grants, comments: see _indexes.sql, _grants_docs.sql) -#}
   {%- for column, empty in [('managed_indexes', []), ('current_grants', {}),
                             ('current_comments', {}), ('dependent_stream_tables', []),
-                            ('orphans', []), ('orphan_captures', [])] -%}
+                            ('orphans', []), ('orphan_captures', []), ('option_state', {})] -%}
     {%- set value = row[column] -%}
     {%- do state.update({column: fromjson(value | string) if value is not none else empty}) -%}
   {%- endfor -%}
@@ -223,3 +229,19 @@
            ~ 'another materialization was dropped)', info=True) }}
   {%- endif -%}
 {% endmacro %}
+
+
+{#- Private: predicate: the stream table's refresh mode differs from `refresh_mode`. AUTO is the
+    mode pg_trickle resolves (to DIFFERENTIAL or FULL) at create and stores resolved: where the
+    catalog keeps the requested mode too (requested_refresh_mode: pg_trickle 0.108) that is
+    compared, and where it does not (0.67) AUTO is never a change. -#}
+{% macro _pgstream_sql_refresh_mode_differs(refresh_mode, alias='st') -%}
+  {%- set e = dbt_pgstream._pgstream_engine() -%}
+  {%- if e.requested_refresh_mode -%}
+  {{ alias }}.requested_refresh_mode IS DISTINCT FROM {{ dbt_pgstream._pgstream_literal(refresh_mode) }}
+  {%- elif refresh_mode == 'AUTO' -%}
+  false
+  {%- else -%}
+  {{ alias }}.refresh_mode IS DISTINCT FROM {{ dbt_pgstream._pgstream_literal(refresh_mode) }}
+  {%- endif -%}
+{%- endmacro %}

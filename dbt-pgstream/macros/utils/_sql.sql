@@ -273,8 +273,9 @@ END
 
 {#- pg_stream's alter_stream_table() cannot clear a schedule (NULL keeps it), so going CALCULATED
     replaces there; pg_trickle alters it in place (schedule => 'calculated'). -#}
-{% macro _pgstream_sql_schedule_cleared(schedule, alias='st') -%}
-  {%- if schedule is none and not dbt_pgstream._pgstream_engine().alter_sets_calculated -%}
+{% macro _pgstream_sql_schedule_cleared(schedule, alias='st', refresh_mode=none) -%}
+  {%- if schedule is none and refresh_mode != 'IMMEDIATE'
+        and not dbt_pgstream._pgstream_engine().alter_sets_calculated -%}
     {{ alias }}.schedule IS NOT NULL
   {%- else -%}
     false
@@ -283,11 +284,12 @@ END
 
 {#- The whole "must replace" predicate; the same text is used by the look-up (to decide) and by
     the act statement (to re-check under the lock). -#}
-{% macro _pgstream_sql_needs_replace(query, schedule, full_refresh, alias='st') -%}
+{% macro _pgstream_sql_needs_replace(query, schedule, full_refresh, alias='st', options=none) -%}
   {%- if full_refresh -%}
     true
   {%- else -%}
     ({{ dbt_pgstream._pgstream_sql_query_changed(query, alias) }}
+     OR {{ dbt_pgstream._pgstream_sql_replace_options_differ(options, alias) }}
      OR {{ dbt_pgstream._pgstream_sql_storage_missing(alias) }}
      OR {{ dbt_pgstream._pgstream_sql_upstream_replaced(alias) }}
      OR {{ dbt_pgstream._pgstream_sql_source_column_dropped(alias) }}
