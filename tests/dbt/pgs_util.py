@@ -149,3 +149,27 @@ def sent(pg) -> list[str]:
             "   AND query NOT ILIKE '%%pg_stat_statements%%'"
         )
     ]
+
+
+# A source with a primary key: pg_trickle refuses append_only over a keyless one (every seed).
+SOURCE_DDL = """
+CREATE TABLE {schema}.events (id integer PRIMARY KEY, grp integer NOT NULL, v numeric NOT NULL);
+INSERT INTO {schema}.events SELECT g, g % 5, g FROM generate_series(1, 40) AS g;
+"""
+
+API_CALLS = (
+    "create_stream_table(",
+    "alter_stream_table(",
+    "drop_stream_table(",
+    "resume_stream_table(",
+)
+
+
+def api_calls(pg) -> list[str]:
+    """Statements that called an API function (the install check, a DO block, only names
+    them in its messages)."""
+    return [
+        q
+        for q in sent(pg)
+        if not q.lstrip().upper().startswith("DO ") and any(call in q for call in API_CALLS)
+    ]

@@ -15,31 +15,17 @@ from __future__ import annotations
 
 import pytest
 from dbt.tests.util import run_dbt
-from pgs_util import message, sent, write_model
+from pgs_util import SOURCE_DDL, api_calls, message, write_model
 
 TRICKLE_ONLY = pytest.mark.engines("pg_trickle", reason="a pg_trickle option")
 OTHER_ENGINES = pytest.mark.engines(
     "pg_stream", "pgstream-lite", reason="the refusal of a pg_trickle option elsewhere"
 )
 
-# A source with a primary key: pg_trickle refuses append_only over a keyless one (every seed).
-SOURCE_DDL = """
-CREATE TABLE {schema}.events (id integer PRIMARY KEY, grp integer NOT NULL, v numeric NOT NULL);
-INSERT INTO {schema}.events SELECT g, g % 5, g FROM generate_series(1, 40) AS g;
-"""
-
 MODEL = """
 {{{{ config(materialized='stream_table', schedule='1m'{config}) }}}}
 SELECT id, grp, v FROM {{{{ target.schema }}}}.events WHERE v > 0
 """
-
-API_CALLS = (
-    "create_stream_table(",
-    "alter_stream_table(",
-    "drop_stream_table(",
-    "resume_stream_table(",
-)
-
 
 def model(config: str) -> str:
     return MODEL.format(config=config)
@@ -48,16 +34,6 @@ def model(config: str) -> str:
 def before_state(pg) -> tuple:
     """What a refused run must leave as it was: the stream tables and the model's relation."""
     return (pg.st_count(), pg.relid("opt"), pg.st("opt"))
-
-
-def api_calls(pg) -> list[str]:
-    """Statements that called an API function (the install check, a DO block, only names
-    them in its messages)."""
-    return [
-        q
-        for q in sent(pg)
-        if not q.lstrip().upper().startswith("DO ") and any(call in q for call in API_CALLS)
-    ]
 
 
 class OptionBehaviour:
