@@ -86,14 +86,16 @@ def _start_scheduler(server: LocalServer, args: argparse.Namespace) -> str:
     enabled = not args.no_scheduler
     (server.data_dir / SCHEDULER_CONF).write_text(json.dumps(
         {"enabled": enabled, "database": database, "interval_ms": interval_ms}) + "\n")
+    dsn = dsn_for(server.status().port or 0, database)
     if not enabled:
-        return ("off (--no-scheduler): run `pgstream-lite scheduler --dsn "
-                f"{dsn_for(server.status().port or 0, database)}` yourself")
+        supervisor.stop(server.data_dir)  # one a previous start left running
+        return f"off (--no-scheduler): run `pgstream-lite scheduler --dsn {dsn}` yourself"
     found = supervisor.find(server.data_dir)
-    if found.scheduler is None or found.supervisor is None:
-        if found.running:  # half of it (a killed supervisor): start clean
+    wanted = supervisor.supervisor_command(server.data_dir, dsn, interval_ms)[1:]
+    same = found.supervisor is not None and supervisor.cmdline_of(found.supervisor)[1:] == wanted
+    if found.scheduler is None or not same:
+        if found.running:  # half of it (a killed supervisor), or another database/interval
             supervisor.stop(server.data_dir)
-        dsn = dsn_for(server.status().port or 0, database)
         try:
             connect_checked(dsn).close()  # fails here, in one line, for what retrying can't fix
         except psycopg.OperationalError as exc:

@@ -54,6 +54,19 @@ class SchedulerProcesses:
         return self.supervisor is not None or self.scheduler is not None
 
 
+def cmdline_of(proc: psutil.Process) -> list[str]:
+    """The command line of a process ([] when it is gone or not readable)."""
+    return _cmdline(proc)
+
+
+def supervisor_command(data_dir: Path, dsn: str, interval_ms: int | None) -> list[str]:
+    """The supervisor's command line for this data dir, database and interval."""
+    command = [sys.executable, "-m", MODULE, "--data-dir", str(data_dir.absolute()), "--dsn", dsn]
+    if interval_ms is not None:
+        command += ["--interval-ms", str(interval_ms)]
+    return command
+
+
 def _cmdline(proc: psutil.Process) -> list[str]:
     try:
         return proc.cmdline()
@@ -87,9 +100,7 @@ def spawn(data_dir: Path, dsn: str, interval_ms: int | None = None,
     """Start the supervisor (and so the scheduler) of `data_dir`, detached; return once the
     scheduler process runs. Raises RuntimeError (one line) when it did not come up."""
     data_dir = data_dir.absolute()
-    command = [sys.executable, "-m", MODULE, "--data-dir", str(data_dir), "--dsn", dsn]
-    if interval_ms is not None:
-        command += ["--interval-ms", str(interval_ms)]
+    command = supervisor_command(data_dir, dsn, interval_ms)
     proc = subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,

@@ -80,7 +80,8 @@ def start(data_dir: Path, *args: str) -> str:
 def stream_table(uri: str, name: str = "st") -> None:
     """A source `src` (one row) and a DIFFERENTIAL stream table over it on a 1 s schedule."""
     with psycopg.connect(uri, autocommit=True) as conn:
-        conn.execute("ALTER DATABASE postgres SET pg_stream.min_schedule_seconds = 1")
+        database = conn.info.dbname
+        conn.execute(f'ALTER DATABASE "{database}" SET pg_stream.min_schedule_seconds = 1')
     with psycopg.connect(uri, autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS src (id int PRIMARY KEY, v int)")
         conn.execute("INSERT INTO src VALUES (1, 10) ON CONFLICT DO NOTHING")
@@ -181,6 +182,31 @@ class TestSupervisedScheduler:
         assert processes_of(data_dir) == []
         status = run_cli("status", "--data-dir", str(data_dir))
         assert "scheduler: off (started with --no-scheduler)" in status.stdout
+
+    def test_start_moves_the_scheduler_to_another_database(self, data_dir: Path) -> None:
+        uri = start(data_dir)
+        with psycopg.connect(uri, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE other")
+        other = uri.rsplit("/", 1)[0] + "/other"
+        assert run_cli("install", "--dsn", other).returncode == 0
+        result = run_cli("start", "--data-dir", str(data_dir), "--database", "other")
+        assert result.returncode == 0, result.stderr
+        assert "refreshes database other" in result.stdout
+        assert len(processes_of(data_dir)) == 2  # the old pair is gone
+        stream_table(other)
+        with psycopg.connect(other, autocommit=True) as conn:
+            conn.execute("INSERT INTO src VALUES (2, 20)")
+        wait_for(lambda: rows(other) == [(1, 10), (2, 20)], 30, "a refresh in database other")
+        # the data dir remembers it: a plain start after stop serves `other` again
+        run_cli("stop", "--data-dir", str(data_dir))
+        assert "refreshes database other" in run_cli("start", "--data-dir", str(data_dir)).stdout
+
+    def test_no_scheduler_stops_a_running_one(self, data_dir: Path) -> None:
+        start(data_dir)
+        assert len(processes_of(data_dir)) == 2
+        result = run_cli("start", "--data-dir", str(data_dir), "--no-scheduler")
+        assert "scheduler: off (--no-scheduler)" in result.stdout
+        assert processes_of(data_dir) == []
 
     def test_lost_server_is_retried_visibly(self, data_dir: Path) -> None:
         uri = start(data_dir)
