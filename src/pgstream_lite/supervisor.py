@@ -39,6 +39,7 @@ _spawned: list[subprocess.Popen] = []  # supervisors this process started (reape
 
 
 def log_file(data_dir: Path) -> Path:
+    """The scheduler log of a data dir (written by the scheduler and its supervisor)."""
     return data_dir / LOG_NAME
 
 
@@ -154,6 +155,7 @@ def stop(data_dir: Path, timeout_s: float = 15.0) -> bool:
 
 
 def last_log_line(data_dir: Path) -> str | None:
+    """The newest line of the scheduler log of `data_dir` (None: no log yet)."""
     lines = recent_log(data_dir, 1)
     return lines[-1] if lines else None
 
