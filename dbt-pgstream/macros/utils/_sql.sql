@@ -102,7 +102,8 @@
     schema pgstream", sent in the same round trip as the statement that follows it. In order:
     no engine installed; a role without the rights the package needs (USAGE on the engine's
     schema, SELECT on the catalog, EXECUTE on the API functions: all missing ones are named, with
-    the GRANT statements that give them, runnable as pasted); an
+    the GRANT statements that give them, runnable as pasted: where the engine has an admin role
+    holding EXECUTE on its API, pgtrickle_admin on pg_trickle 0.108, membership in it); an
     API of another version (a function the package calls is missing or lacks an argument). -#}
 {% macro _pgstream_assert_installed_sql() -%}
   {%- set lit = dbt_pgstream._pgstream_literal -%}
@@ -133,6 +134,7 @@ DECLARE
   v_fn regprocedure;
   v_version text;
   v_role text := pg_catalog.quote_ident(current_user::text);
+  v_admin text := pg_catalog.to_regrole({{ lit(e.schema ~ '_admin') }})::text;
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = {{ lit(e.schema) }}) THEN
     RAISE EXCEPTION USING MESSAGE = pg_catalog.format({{ lit(not_installed) }},
@@ -175,8 +177,15 @@ BEGIN
            ) || ')', ''));
     ELSIF NOT pg_catalog.has_function_privilege(v_fn, 'EXECUTE') THEN
       v_denied := v_denied || ('EXECUTE on function ' || v_fn::text);
-      v_grants := v_grants || ('GRANT EXECUTE ON FUNCTION ' || v_fn::text || ' TO ' || v_role
-                               || ';');
+      IF v_admin IS NOT NULL THEN
+        -- pg_trickle 0.108 grants EXECUTE on its API to its admin role only
+        v_grants := pg_catalog.array_remove(v_grants, 'GRANT ' || v_admin || ' TO ' || v_role
+                                            || ';')
+                    || ('GRANT ' || v_admin || ' TO ' || v_role || ';');
+      ELSE
+        v_grants := v_grants || ('GRANT EXECUTE ON FUNCTION ' || v_fn::text || ' TO ' || v_role
+                                 || ';');
+      END IF;
     END IF;
     {%- endfor %}
   END IF;
