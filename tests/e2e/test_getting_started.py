@@ -33,7 +33,10 @@ from test_scheduler_cli import processes_of
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "dbt-pgstream" / "README.md"
 README_DATA_DIR = "~/.pgstream/dev"
-DBT = str(Path(sys.executable).with_name("dbt"))
+# $DBT_EXECUTABLE: another dbt (make test-dbt16 runs this on dbt 1.6 too).
+DBT = os.environ.get("DBT_EXECUTABLE") or str(Path(sys.executable).with_name("dbt"))
+
+pytestmark = pytest.mark.dbt16
 
 
 def getting_started() -> str:
