@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from dbt.tests.util import run_dbt
-from pgs_util import SOURCE_DDL, api_calls, message, run_sql, write_model
+from pgs_util import SOURCE_DDL, api_calls, message, run_sql, temporary_roles, write_model
 
 TRICKLE_ONLY = pytest.mark.engines("pg_trickle", reason="a pg_trickle refresh mode / function")
 
@@ -127,3 +127,65 @@ class TestResume(TrickleProject):
         st = self.row(pg)
         assert (st["status"], st["consecutive_errors"]) == ("ACTIVE", 0)
         assert message(run_dbt(["run"]), "agg") == "unchanged"
+
+
+class TestQueryChangedInPlace(TrickleProject):
+    """A query change on pg_trickle: alter_stream_table(query => ...) keeps the storage table
+    (its oid), the grants on it and the stream table reading it; the rows are the new query's.
+    A column type change pg_trickle cannot keep (text -> integer) makes it rebuild the storage
+    table: the package then applies the grants to the new one in the same statement."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def reader(cls, dsn, db_dsn, dbt_database):
+        with temporary_roles(dsn, db_dsn, [f"{dbt_database}_reader"]) as roles:
+            yield roles[0]
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def models(cls):
+        return {"agg.sql": model("")}
+
+    def grants(self, pg) -> set[tuple[str, str]]:
+        return set(
+            pg.query(
+                "SELECT grantee::text, privilege_type::text"
+                " FROM information_schema.role_table_grants"
+                " WHERE table_schema = %s AND table_name = 'agg' AND grantee <> current_user",
+                (pg.schema,),
+            )
+        )
+
+    @TRICKLE_ONLY
+    def test_oid_grants_and_rows_kept(self, project, pg, reader):
+        grants = f", grants={{'select': ['{reader}']}}"
+        assert message(run_dbt(["run"]), "agg") == "created"
+        write_model(project, "agg", model(grants))
+        run_dbt(["run"])
+        assert self.grants(pg) == {(reader, "SELECT")}
+        oid = pg.relid("agg")
+
+        new_query = MODEL.replace("GROUP BY grp", "WHERE v > 10 GROUP BY grp")
+        write_model(project, "agg", new_query.format(config=grants))
+        assert message(run_dbt(["run"]), "agg") == "altered (query changed)"
+        assert pg.relid("agg") == oid
+        assert self.grants(pg) == {(reader, "SELECT")}
+        assert self.rows(pg) == pg.query(
+            f"SELECT grp, count(*), sum(v) FROM {pg.schema}.events WHERE v > 10"
+            " GROUP BY grp ORDER BY grp"
+        )
+        assert message(run_dbt(["run"]), "agg") == "unchanged"
+
+        # an incompatible column type change: the engine rebuilds the storage table
+        rebuilt = new_query.replace("sum(v) AS total", "sum(v)::text AS total")
+        write_model(project, "agg", rebuilt.format(config=grants))
+        assert message(run_dbt(["run"]), "agg") == "altered (query changed)"
+        assert pg.relid("agg") == pg.st("agg")["pgs_relid"] != oid
+        assert self.grants(pg) == {(reader, "SELECT")}
+        assert [(g, n, str(t)) for g, n, t in self.rows(pg)] == [
+            (g, n, str(t))
+            for g, n, t in pg.query(
+                f"SELECT grp, count(*), sum(v) FROM {pg.schema}.events WHERE v > 10"
+                " GROUP BY grp ORDER BY grp"
+            )
+        ]
