@@ -26,12 +26,14 @@ from pgstream_lite import supervisor
 from pgstream_lite.engines import (
     DEFAULT_ENGINE,
     ENGINES,
+    EngineError,
     api_schema,
     install_engine,
     is_real,
     real_engine,
 )
-from pgstream_lite.server import LocalServer
+from pgstream_lite.installer import InstallError
+from pgstream_lite.server import LocalServer, ServerError
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = ROOT / "dbt-pgstream" / "integration_tests"
@@ -126,8 +128,8 @@ def main() -> int:
         conn.execute(f"ALTER DATABASE postgres SET {guc} = 1")  # type: ignore[arg-type]
     if is_real(args.engine):
         refresher = f"{args.engine}'s background worker"
-        print(f"scheduler: none needed, {refresher} refreshes "
-              f"({real_engine(args.engine).scheduler_databases})")
+        print(f"scheduler: none needed, {refresher} refreshes; it serves "
+              f"{real_engine(args.engine).scheduler_databases}")
     else:
         refresher = "the pgstream-lite scheduler"
         supervisor.stop(directory)  # one a previous --keep left: start afresh
@@ -207,13 +209,17 @@ def main() -> int:
               + ("" if is_real(args.engine) else ", with its scheduler") + ".")
         print(f"Stop it with:  .venv/bin/pgstream-lite stop --data-dir {shown_dir}")
     else:
-        print("\nThe server and its scheduler are stopped. To keep them running after the "
-              "demo:\n  .venv/bin/python demo/run_demo.py --keep"
+        print("\nThe server" + ("" if is_real(args.engine) else " and its scheduler")
+              + " stopped. To keep it running after the demo:"
+              "\n  .venv/bin/python demo/run_demo.py --keep"
               + ("" if args.engine == DEFAULT_ENGINE else f" --engine {args.engine}")
-              + f"\nthen stop them later with:  .venv/bin/pgstream-lite stop --data-dir "
+              + f"\nthen stop it later with:  .venv/bin/pgstream-lite stop --data-dir "
               f"{shown_dir}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (EngineError, InstallError, ServerError, RuntimeError) as exc:
+        raise SystemExit(f"demo failed: {exc}") from None

@@ -69,8 +69,8 @@ def _scheduler_conf(data_dir: Path) -> dict:
 
 def _no_scheduler_reason(engine: str) -> str:
     return (
-        f"none needed: {engine}'s own background worker refreshes "
-        f"({real_engine(engine).scheduler_databases})"
+        f"none needed: {engine}'s own background worker refreshes; it serves "
+        f"{real_engine(engine).scheduler_databases}"
     )
 
 
