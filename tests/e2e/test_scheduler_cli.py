@@ -238,6 +238,19 @@ class TestSchedulerErrors:
                               "pgstream-lite install --dsn")
         assert processes_of(data_dir) == []
 
+    def test_engine_gone_under_the_supervised_scheduler_ends_it(self, data_dir: Path) -> None:
+        """A failure retrying cannot fix ends the scheduler, and its supervisor does not
+        restart it into the same failure: both log why, status shows it."""
+        uri = start(data_dir)
+        with psycopg.connect(uri, autocommit=True) as conn:
+            conn.execute("DROP SCHEMA pgstream_lite CASCADE")
+        wait_for(lambda: processes_of(data_dir) == [], 20, "scheduler and supervisor to end")
+        log = log_text(data_dir)
+        assert "scheduler ended: pgstream-lite is not installed in database postgres" in log
+        assert "not restarted" in log and "restarting in" not in log
+        status = run_cli("status", "--data-dir", str(data_dir)).stdout
+        assert "scheduler: not running (last log line:" in status and "not restarted" in status
+
     def test_foreground_scheduler_ends_on_a_missing_database(self, data_dir: Path) -> None:
         uri = start(data_dir, "--no-scheduler")
         missing = uri.rsplit("/", 1)[0] + "/nosuchdb"
