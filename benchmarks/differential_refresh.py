@@ -1,13 +1,14 @@
 """pgstream-lite DIFFERENTIAL vs FULL refresh, and what change capture costs source writes.
 
 Starts a throw-away local PostgreSQL, installs pgstream-lite, loads `orders` (--rows rows,
-default 1,000,000), `customers` (1,000) and `regions` (10), and creates one DIFFERENTIAL stream
-table per shape: filter, GROUP BY, join + filter, 3-table join, and a 2-level chain (a stream
-table over the GROUP BY one). For each shape and each change size (1 row, 1% of the rows =
-10,000 on 1M, no change) it times the DIFFERENTIAL refresh (median of --runs), then the same
-table's FULL refresh, and prints the ratio, the rows written (from the refresh history) and the
-path taken. Capture overhead: single-row and bulk INSERTs into a table with and without a
-stream table over it. Writes a Markdown report to benchmarks/differential_results.md.
+default 1,000,000), `customers` (1,000) and `regions` (10), and creates per shape a DIFFERENTIAL
+stream table and a FULL-mode twin with the same query: filter, GROUP BY, join + filter, 3-table
+join, and a 2-level chain (a stream table over the GROUP BY one). For each shape and each change
+size (1 row, 1% of the rows = 10,000 on 1M, no change) it times the DIFFERENTIAL refresh (median
+of --runs), then the twin's FULL refresh after the same change, and prints the ratio, the rows
+written (from the refresh history) and the path taken. Capture overhead: single-row and bulk
+INSERTs into a table with and without a stream table over it. Writes a Markdown report to
+benchmarks/differential_results.md.
 
     python benchmarks/differential_refresh.py [--rows N] [--runs K] [--quick]
 """
@@ -130,10 +131,7 @@ def measure_shape(conn: psycopg.Connection, name: str, target: float, rows: int,
             action, n, path = last_refresh(conn, name)
             assert action == "DIFFERENTIAL", (name, action)
             written.append(n)
-            conn.execute("SELECT pgstream.alter_stream_table(%s, refresh_mode => 'FULL')", (name,))
-            full_ms.append(refresh(conn, name))
-            conn.execute("SELECT pgstream.alter_stream_table(%s, refresh_mode => 'DIFFERENTIAL')",
-                         (name,))
+            full_ms.append(refresh(conn, f"{name}_full"))
         report.rows.append(Row(name, label, statistics.median(diff_ms),
                                statistics.median(full_ms), max(written), path, goal))
     nodata = []
@@ -215,14 +213,18 @@ def main(argv: list[str] | None = None) -> int:
         install(dsn)
         with psycopg.connect(dsn, autocommit=True) as conn:
             load(conn, args.rows)
-            names = [name for name, _, _ in SHAPES]
+            # each shape twice: the DIFFERENTIAL table measured, and a FULL-mode twin of the same
+            # query whose refresh is the FULL figure (measured on the same change)
+            names = []
             for name, query, _ in SHAPES:
-                ms = timed(conn, "SELECT pgstream.create_stream_table(%s, %s, '1h', "
-                                 "'DIFFERENTIAL')", name, query)
-                size = conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0]  # type: ignore
-                print(f"created {name}: {size:,} rows in {ms:,.0f} ms", file=sys.stderr)
+                for table, mode in ((name, "DIFFERENTIAL"), (f"{name}_full", "FULL")):
+                    ms = timed(conn, "SELECT pgstream.create_stream_table(%s, %s, '1h', %s)",
+                               table, query, mode)
+                    size = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # type: ignore
+                    print(f"created {table}: {size:,} rows in {ms:,.0f} ms", file=sys.stderr)
+                    names.append(table)
             for name, _, target in SHAPES:
-                others = [n for n in names if n != name]
+                others = [n for n in names if n not in (name, f"{name}_full")]
                 measure_shape(conn, name, target, args.rows, args.runs, others, report)
                 print(f"measured {name}", file=sys.stderr)
             measure_capture(conn, args.runs, report)

@@ -1,6 +1,6 @@
 """Changes committed around and during a DIFFERENTIAL refresh are applied exactly once.
 
-The delta paths (LINEAR, KEYED) consume the change buffers up to a frontier; a change of a
+The delta paths (LINEAR, AGG, KEYED) consume the change buffers up to a frontier; a change of a
 transaction still running when the refresh reads, or committed while it runs, must be applied
 by a later refresh: never lost, never applied twice.
 """
@@ -19,8 +19,10 @@ TABLES = [
     ("lin", "SELECT id, k, a FROM t1 WHERE slow_pass(a)", "LINEAR"),
     ("joined", "SELECT t1.id, t2.name FROM t1 JOIN t2 ON t1.k = t2.k WHERE slow_pass(t1.a)",
      "LINEAR"),
-    ("keyed", "SELECT k, count(*) AS c, sum(a) AS s FROM t1 WHERE slow_pass(a) GROUP BY k",
-     "KEYED"),
+    ("agg", "SELECT k, count(*) AS c, sum(a) AS s, max(a) AS mx FROM t1 WHERE slow_pass(a) "
+            "GROUP BY k", "AGG"),
+    ("keyed", "SELECT k, string_agg(a::text, ',' ORDER BY a) AS s FROM t1 WHERE slow_pass(a) "
+              "GROUP BY k", "KEYED"),
     ("whole", "SELECT count(*) AS c FROM t1 WHERE slow_pass(a)", "RECOMPUTE"),
 ]
 

@@ -200,10 +200,13 @@ BEGIN
            AND pg_has_role(current_user, v_owner::regrole, 'MEMBER') THEN
             PERFORM set_config('role', v_owner, true);
         END IF;
-        IF v_path IN ('LINEAR', 'KEYED') THEN
+        IF v_path IN ('LINEAR', 'KEYED', 'AGG') THEN
             IF v_path = 'LINEAR' THEN
                 v_res := pgstream_lite.refresh_linear(p_pgs_id, storage, v_plan,
                                                       st.frontier->>'snapshot');
+            ELSIF v_path = 'AGG' THEN
+                v_res := pgstream_lite.refresh_agg(p_pgs_id, storage, v_plan,
+                                                   st.frontier->>'snapshot');
             ELSE
                 v_res := pgstream_lite.refresh_keyed(p_pgs_id, storage, v_plan,
                                                      st.frontier->>'snapshot');
@@ -212,6 +215,12 @@ BEGIN
                 v_path := 'RECOMPUTE';
                 v_reason := 'a source was truncated';
             ELSE
+                IF v_path = 'AGG' THEN
+                    IF v_res.rebuilt THEN
+                        v_reason := 'group state built by a full recompute (first AGG refresh, '
+                                    'or after a refresh by another path)';
+                    END IF;
+                END IF;
                 v_ins := v_res.ins;
                 v_del := v_res.del;
                 v_snap := v_res.snap;
@@ -240,6 +249,11 @@ BEGIN
                            'SELECT count(*), pg_current_snapshot()::text FROM ins',
                            storage, v_cols, v_rows)
                 INTO v_ins, v_snap;
+        END IF;
+        IF v_path <> 'AGG' THEN
+            -- the AGG path's state no longer follows the stored rows
+            UPDATE pgstream_lite.st_meta x SET dvm_state_ok = false
+             WHERE x.pgs_id = p_pgs_id AND x.dvm_state_ok;
         END IF;
         PERFORM set_config('role', v_old_role, true);
         PERFORM set_config('pgstream_lite.refreshing', v_old_flag, true);

@@ -15,6 +15,7 @@
 --             delta (old or new images, joined with the other tables' current rows and images)
 --             are recomputed, with the key restriction pushed into the query, and diffed with
 --             the stored rows of those groups (MIN/MAX and every other aggregate included).
+--   AGG       GROUP BY of COUNT/SUM/AVG/MIN/MAX: maintained algebraically (see below).
 --   RECOMPUTE anything else: the whole query is re-run and diffed by row id.
 -- A TRUNCATE of a source in the consumed changes makes that one refresh RECOMPUTE.
 --
@@ -348,6 +349,8 @@ DECLARE
     n_items integer;
     v_src oid[];
     v_items oid[];
+    v_agg jsonb;
+    v_why text;
 BEGIN
     SELECT * INTO m FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
     SELECT s.pgs_relid INTO v_relid FROM pgstream.pgs_stream_tables s WHERE s.pgs_id = p_pgs_id;
@@ -414,12 +417,19 @@ BEGIN
         IF cardinality(v_types) <> cardinality(v_keys) THEN
             RETURN jsonb_build_object('path', 'RECOMPUTE', 'reason', 'key columns not found');
         END IF;
+        IF shape.kind = 'AGGREGATE' THEN
+            v_agg := pgstream_lite.agg_plan(m, v_relid, shape.group_attnums, fi);
+            IF (v_agg->>'ok')::boolean THEN
+                RETURN v_agg - 'ok';
+            END IF;
+            v_why := ' (not maintained algebraically: ' || (v_agg->>'reason') || ')';
+        END IF;
         RETURN jsonb_build_object(
             'path', 'KEYED',
-            'reason', format('%s: recompute the groups whose key (%s) the change touches',
+            'reason', format('%s: recompute the groups whose key (%s) the change touches%s',
                              CASE WHEN shape.kind = 'DISTINCT' THEN 'DISTINCT'
                                   ELSE 'GROUP BY' END,
-                             array_to_string(v_keys, ', ')),
+                             array_to_string(v_keys, ', '), coalesce(v_why, '')),
             'items', fi->'items', 'keys', to_jsonb(v_keys), 'key_types', to_jsonb(v_types));
     END IF;
     IF EXISTS (SELECT 1 FROM jsonb_array_elements(fi->'items') x
@@ -783,5 +793,576 @@ BEGIN
         UPDATE pgstream_lite.st_meta m SET dvm = v_plan WHERE m.pgs_id = p_pgs_id;
     END IF;
     RETURN v_plan;
+END;
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- AGG path: GROUP BY whose columns are its keys and COUNT / SUM / AVG / MIN / MAX of plain
+-- arguments, over tables the LINEAR path handles. The per-group state lives in an internal
+-- table pgstream_lite."__pgs_agg_<pgs_id>" (hidden from the stream table's layout): row count,
+-- and per aggregate its non-NULL count, exact sum (numeric), the count of values per numeric
+-- scale (a numeric sum prints with the largest scale of its values: FULL and DIFFERENTIAL must
+-- print the same text) and the MIN/MAX. A refresh aggregates the signed delta per group, adds it
+-- to the state and rewrites only the groups whose row changed. MIN/MAX is recomputed from the
+-- sources for a group only when a deleted value equals its extreme. NaN/Infinity in a numeric
+-- delta rebuilds (a full recompute). The state is valid while every refresh of the table takes this
+-- path (st_meta.dvm_state_ok); any other refresh clears the flag and the next one rebuilds it
+-- together with a full recompute, in one statement.
+
+ALTER TABLE pgstream_lite.st_meta ADD COLUMN IF NOT EXISTS dvm_state_ok boolean NOT NULL DEFAULT false;
+
+CREATE OR REPLACE FUNCTION pgstream_lite.agg_state_table(p_pgs_id bigint)
+RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT format('pgstream_lite.%I', '__pgs_agg_' || p_pgs_id)
+$$;
+
+-- The state table goes with the stream table's metadata row.
+CREATE OR REPLACE FUNCTION pgstream_lite.drop_agg_state()
+RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('DROP TABLE IF EXISTS %s', pgstream_lite.agg_state_table(OLD.pgs_id));
+    RETURN NULL;
+END;
+$$;
+DROP TRIGGER IF EXISTS __pgs_drop_agg_state ON pgstream_lite.st_meta;
+CREATE TRIGGER __pgs_drop_agg_state AFTER DELETE ON pgstream_lite.st_meta
+    FOR EACH ROW EXECUTE FUNCTION pgstream_lite.drop_agg_state();
+
+-- Count of values per numeric scale, as an array (element s + 1 = values of scale s, no
+-- trailing zeros, so the largest scale is the array length - 1): p_old plus the scales in
+-- p_plus minus those in p_minus.
+CREATE OR REPLACE FUNCTION pgstream_lite.scale_merge(p_old bigint[], p_plus integer[],
+                                                     p_minus integer[])
+RETURNS bigint[] LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    r bigint[] := coalesce(p_old, '{}');
+    x integer;
+    n integer;
+BEGIN
+    IF cardinality(r) = 0 THEN
+        r := ARRAY[0]::bigint[];  -- lower bound 1: elements set beyond it pad with NULL
+    END IF;
+    FOREACH x IN ARRAY coalesce(p_plus, '{}') LOOP
+        r[x + 1] := coalesce(r[x + 1], 0) + 1;
+    END LOOP;
+    FOREACH x IN ARRAY coalesce(p_minus, '{}') LOOP
+        r[x + 1] := coalesce(r[x + 1], 0) - 1;
+    END LOOP;
+    n := coalesce(array_length(r, 1), 0);
+    WHILE n > 0 AND coalesce(r[n], 0) = 0 LOOP
+        n := n - 1;
+    END LOOP;
+    FOR x IN 1 .. n LOOP
+        IF r[x] IS NULL THEN
+            r[x] := 0;
+        END IF;
+    END LOOP;
+    RETURN r[1:n];
+END;
+$$;
+
+-- The select list and GROUP BY of an aggregate query, for the AGG path: jsonb
+-- {ok, reason, from_pos, group_pos, where_pos, items: [{kind key|agg, fn, expr}], n_group}.
+CREATE OR REPLACE FUNCTION pgstream_lite.agg_items(p_body text)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    toks pgstream_lite.token[];
+    n integer;
+    i integer;
+    k integer;
+    from_i integer;
+    group_i integer;
+    where_pos integer;
+    item_start integer;
+    items jsonb := '[]';
+    it pgstream_lite.token[];
+    m integer;
+    inner_txt text;
+    inner_toks pgstream_lite.token[];
+    expr_end integer;
+    n_group integer := 1;
+BEGIN
+    SELECT array_agg(x::pgstream_lite.token ORDER BY x.pos) INTO toks
+      FROM pgstream_lite.top_level_tokens(p_body) x;
+    n := coalesce(array_length(toks, 1), 0);
+    FOR i IN 2 .. n LOOP
+        IF toks[i].kind = 'w' AND toks[i].tok = 'FROM' AND from_i IS NULL THEN
+            from_i := i;
+        ELSIF toks[i].kind = 'w' AND toks[i].tok = 'WHERE' AND from_i IS NOT NULL
+              AND where_pos IS NULL THEN
+            where_pos := toks[i].pos;
+        ELSIF toks[i].kind = 'w' AND toks[i].tok = 'GROUP' AND from_i IS NOT NULL THEN
+            group_i := i;
+        ELSIF group_i IS NOT NULL AND toks[i].kind = ',' THEN
+            n_group := n_group + 1;
+        ELSIF group_i IS NOT NULL AND toks[i].kind = 'w'
+              AND toks[i].tok IN ('HAVING', 'WINDOW', 'ORDER', 'LIMIT', 'OFFSET', 'FETCH') THEN
+            EXIT;
+        END IF;
+    END LOOP;
+    IF from_i IS NULL OR group_i IS NULL THEN
+        RETURN jsonb_build_object('ok', false, 'reason', 'no GROUP BY');
+    END IF;
+    IF toks[2].kind = 'w' AND toks[2].tok IN ('DISTINCT', 'ALL') THEN
+        RETURN jsonb_build_object('ok', false, 'reason', 'SELECT DISTINCT with GROUP BY');
+    END IF;
+    item_start := 2;
+    FOR i IN 2 .. from_i LOOP
+        IF i = from_i OR toks[i].kind = ',' THEN
+            it := toks[item_start:i - 1];
+            m := coalesce(array_length(it, 1), 0);
+            IF m = 0 THEN
+                RETURN jsonb_build_object('ok', false, 'reason', 'an empty select item');
+            END IF;
+            -- strip an alias: AS name, or a trailing name after a parenthesis/name
+            expr_end := m;
+            IF m >= 3 AND it[m - 1].kind = 'w' AND it[m - 1].tok = 'AS' THEN
+                expr_end := m - 2;
+            ELSIF m >= 2 AND it[m].kind IN ('w', 'q') AND it[m - 1].kind IN ('(', 'w', 'q')
+                  AND NOT (it[m].kind = 'w' AND it[m].tok IN ('END', 'NULL', 'TRUE', 'FALSE')) THEN
+                expr_end := m - 1;
+            END IF;
+            IF expr_end = 2 AND it[1].kind = 'w' AND it[1].tok IN ('COUNT', 'SUM', 'AVG', 'MIN', 'MAX')
+               AND it[2].kind = '(' THEN
+                inner_txt := btrim(substr(it[2].tok, 2, length(it[2].tok) - 2));
+                SELECT array_agg(x::pgstream_lite.token ORDER BY x.pos) INTO inner_toks
+                  FROM pgstream_lite.top_level_tokens(inner_txt) x;
+                IF inner_toks IS NULL OR (inner_toks[1].kind = 'w'
+                                          AND inner_toks[1].tok IN ('DISTINCT', 'ALL'))
+                   OR EXISTS (SELECT 1 FROM unnest(inner_toks) t
+                               WHERE t.kind IN ('w', ',') AND t.tok IN ('ORDER', ',')) THEN
+                    RETURN jsonb_build_object('ok', false, 'reason',
+                        'an aggregate with DISTINCT, ORDER BY or several arguments');
+                END IF;
+                IF inner_txt = '*' AND it[1].tok <> 'COUNT' THEN
+                    RETURN jsonb_build_object('ok', false, 'reason', 'an aggregate of *');
+                END IF;
+                items := items || jsonb_build_object('kind', 'agg', 'fn', it[1].tok,
+                    'expr', CASE WHEN inner_txt = '*' THEN NULL ELSE inner_txt END);
+            ELSE
+                items := items || jsonb_build_object('kind', 'key', 'expr',
+                    substr(p_body, it[1].pos, it[expr_end].pos + it[expr_end].len - it[1].pos));
+            END IF;
+            item_start := i + 1;
+        END IF;
+    END LOOP;
+    RETURN jsonb_build_object('ok', true, 'from_pos', toks[from_i].pos,
+                              'group_pos', toks[group_i].pos, 'where_pos', where_pos,
+                              'items', items, 'n_group', n_group);
+END;
+$$;
+
+-- The AGG plan of an aggregate query (called by dvm_plan): {ok, reason} or {ok, path 'AGG',
+-- reason, items, keys: [{expr, col, type}], aggs: [{fn, expr, col, type}], outs: [{kind, idx}],
+-- from_pos, group_pos, where_pos}.
+CREATE OR REPLACE FUNCTION pgstream_lite.agg_plan(
+    m pgstream_lite.st_meta, p_relid oid, p_group_attnums integer[], p_fi jsonb)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    ai jsonb;
+    it jsonb;
+    i integer;
+    v_type text;
+    keys jsonb := '[]';
+    aggs jsonb := '[]';
+    outs jsonb := '[]';
+BEGIN
+    IF EXISTS (SELECT 1 FROM jsonb_array_elements(p_fi->'items') x
+                WHERE (x->>'left_join')::boolean) THEN
+        RETURN jsonb_build_object('ok', false, 'reason', 'a LEFT JOIN');
+    END IF;
+    ai := pgstream_lite.agg_items(m.body);
+    IF NOT (ai->>'ok')::boolean THEN
+        RETURN ai;
+    END IF;
+    IF jsonb_array_length(ai->'items') <> cardinality(m.columns) THEN
+        RETURN jsonb_build_object('ok', false, 'reason', 'select list not understood');
+    END IF;
+    IF (ai->>'n_group')::integer <> cardinality(p_group_attnums) THEN
+        RETURN jsonb_build_object('ok', false, 'reason', 'a GROUP BY key that is not a column');
+    END IF;
+    FOR i IN 1 .. cardinality(m.columns) LOOP
+        it := ai->'items'->(i - 1);
+        SELECT format_type(a.atttypid, a.atttypmod) INTO v_type
+          FROM pg_attribute a WHERE a.attrelid = p_relid AND a.attname = m.columns[i];
+        IF i = ANY (p_group_attnums) THEN
+            IF it->>'kind' <> 'key' THEN
+                RETURN jsonb_build_object('ok', false, 'reason', 'an aggregate as a key');
+            END IF;
+            keys := keys || jsonb_build_object('expr', it->>'expr', 'col', m.columns[i],
+                                               'type', v_type);
+            outs := outs || jsonb_build_object('kind', 'key', 'idx', jsonb_array_length(keys));
+        ELSIF it->>'kind' <> 'agg' THEN
+            RETURN jsonb_build_object('ok', false, 'reason',
+                format('column %s is neither a key nor a plain aggregate', m.columns[i]));
+        ELSIF (it->>'fn' = 'SUM' AND v_type NOT IN ('bigint', 'numeric'))
+              OR (it->>'fn' = 'AVG' AND v_type <> 'numeric') THEN
+            RETURN jsonb_build_object('ok', false, 'reason',
+                format('%s of %s is not exact', lower(it->>'fn'), v_type));
+        ELSE
+            aggs := aggs || jsonb_build_object('fn', it->>'fn', 'expr', it->>'expr',
+                                               'col', m.columns[i], 'type', v_type);
+            outs := outs || jsonb_build_object('kind', 'agg', 'idx', jsonb_array_length(aggs));
+        END IF;
+    END LOOP;
+    RETURN jsonb_build_object(
+        'ok', true, 'path', 'AGG',
+        'reason', format('GROUP BY %s with %s: the delta of each group is added to its count, '
+                         'sums and extremes', (SELECT string_agg(k->>'col', ', ')
+                                                 FROM jsonb_array_elements(keys) k),
+                         (SELECT string_agg(DISTINCT lower(a->>'fn'), '/')
+                            FROM jsonb_array_elements(aggs) a)),
+        'items', p_fi->'items', 'keys', keys, 'aggs', aggs, 'outs', outs,
+        'from_pos', ai->'from_pos', 'group_pos', ai->'group_pos', 'where_pos', ai->'where_pos');
+END;
+$$;
+
+-- SQL of the stored columns of a group computed from state-like columns of alias p_x (in the
+-- stored columns' order; __pgs_count last when the table has it).
+CREATE OR REPLACE FUNCTION pgstream_lite.agg_out_sql(m pgstream_lite.st_meta, p_plan jsonb, p_x text)
+RETURNS text[] LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    o jsonb;
+    a jsonb;
+    j integer;
+    r text[] := '{}';
+BEGIN
+    FOR o IN SELECT x FROM jsonb_array_elements(p_plan->'outs') x LOOP
+        j := (o->>'idx')::integer;
+        IF o->>'kind' = 'key' THEN
+            r := r || format('%s.__pgs_k%s', p_x, j);
+            CONTINUE;
+        END IF;
+        a := p_plan->'aggs'->(j - 1);
+        r := r || CASE a->>'fn'
+            WHEN 'COUNT' THEN CASE WHEN a->>'expr' IS NULL THEN format('%s.__pgs_n', p_x)
+                                   ELSE format('%s.__pgs_nn%s', p_x, j) END
+            WHEN 'SUM' THEN format('CASE WHEN %1$s.__pgs_nn%2$s > 0 THEN round(%1$s.__pgs_s%2$s, '
+                                   'coalesce(array_length(%1$s.__pgs_sc%2$s, 1), 1) - 1)::%3$s '
+                                   'END', p_x, j, a->>'type')
+            WHEN 'AVG' THEN format('CASE WHEN %1$s.__pgs_nn%2$s > 0 THEN round(%1$s.__pgs_s%2$s, '
+                                   'coalesce(array_length(%1$s.__pgs_sc%2$s, 1), 1) - 1) / '
+                                   '%1$s.__pgs_nn%2$s::numeric END', p_x, j)
+            ELSE format('%s.__pgs_m%s', p_x, j) END;
+    END LOOP;
+    IF m.count_query IS NOT NULL THEN
+        r := r || format('%s.__pgs_n', p_x);
+    END IF;
+    RETURN r;
+END;
+$$;
+
+-- AGG refresh (see above). Returns like refresh_linear; truncated: the caller recomputes.
+CREATE OR REPLACE FUNCTION pgstream_lite.refresh_agg(
+    p_pgs_id bigint, p_storage text, p_plan jsonb, p_prev text,
+    OUT ins bigint, OUT del bigint, OUT snap text, OUT truncated boolean, OUT rebuilt boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    m pgstream_lite.st_meta;
+    v_state text := pgstream_lite.agg_state_table(p_pgs_id);
+    items jsonb := p_plan->'items';
+    n integer := jsonb_array_length(p_plan->'items');
+    nk integer := jsonb_array_length(p_plan->'keys');
+    na integer := jsonb_array_length(p_plan->'aggs');
+    a jsonb;
+    j integer;
+    k integer;
+    x integer;
+    mask integer;
+    shift integer;
+    prefix text;
+    pa text;
+    pa_items jsonb;
+    relids oid[];
+    rel_idx integer[];
+    ctes text := '';
+    branches text[];
+    states integer[];
+    repl text[];
+    gates text[];
+    guards text[];
+    nonempty boolean[];
+    v_sign integer;
+    v_size integer;
+    kcols text;        -- __pgs_k1, ...
+    kh_sql text;       -- hash of the keys of alias d
+    st_cols text;      -- state columns
+    st_defs text;
+    dg_aggs text := '';
+    new_cols text := '';
+    base_aggs text := '';
+    special text := 'false';
+    key_match text;
+    out_new text[];
+    out_old text[];
+    stored text;
+    v_flag text;
+    v_attempt integer := 0;
+    v_sql text;
+BEGIN
+    SELECT * INTO m FROM pgstream_lite.st_meta s WHERE s.pgs_id = p_pgs_id;
+    -- the query before aggregation: keys and aggregate arguments of each source row
+    prefix := 'SELECT ' || (SELECT string_agg(format('(%s) AS __pgs_k%s', e->>'expr', o), ', '
+                                               ORDER BY o)
+                              FROM jsonb_array_elements(p_plan->'keys') WITH ORDINALITY u(e, o))
+              || coalesce((SELECT ', ' || string_agg(format('(%s) AS __pgs_a%s', e->>'expr', o),
+                                                      ', ' ORDER BY o)
+                             FROM jsonb_array_elements(p_plan->'aggs') WITH ORDINALITY u(e, o)
+                            WHERE e->>'expr' IS NOT NULL), '')
+              || ' ';
+    pa := prefix || substr(m.body, (p_plan->>'from_pos')::integer,
+                           (p_plan->>'group_pos')::integer - (p_plan->>'from_pos')::integer);
+    shift := length(prefix) + 1 - (p_plan->>'from_pos')::integer;
+    SELECT jsonb_agg(jsonb_set(v, '{pos}', to_jsonb((v->>'pos')::integer + shift)) ORDER BY o)
+      INTO pa_items FROM jsonb_array_elements(items) WITH ORDINALITY u(v, o);
+    SELECT string_agg(format('__pgs_k%s', o), ', ' ORDER BY o),
+           string_agg(format('__pgs_k%s %s', o, e->>'type'), ', ' ORDER BY o)
+      INTO kcols, st_defs
+      FROM jsonb_array_elements(p_plan->'keys') WITH ORDINALITY u(e, o);
+    kh_sql := format('pgstream.pg_stream_hash(ROW(%s)::text)',
+                     (SELECT string_agg(format('%%1$s.__pgs_k%s', o), ', ')
+                        FROM generate_series(1, nk) o));
+    st_cols := '__pgs_kh, ' || kcols || ', __pgs_n';
+    st_defs := '__pgs_kh bigint PRIMARY KEY, ' || st_defs || ', __pgs_n bigint NOT NULL';
+    FOR j IN 1 .. na LOOP
+        a := p_plan->'aggs'->(j - 1);
+        IF a->>'expr' IS NULL THEN
+            CONTINUE;  -- count(*): the row count
+        END IF;
+        -- every aggregate of an argument: its non-NULL count
+        st_cols := st_cols || format(', __pgs_nn%s', j);
+        st_defs := st_defs || format(', __pgs_nn%s bigint', j);
+        dg_aggs := dg_aggs || format(
+            ', sum(b.__pgs_sign) FILTER (WHERE b.__pgs_a%1$s IS NOT NULL) AS __pgs_dnn%1$s', j);
+        new_cols := new_cols || format(
+            ', coalesce(o.__pgs_nn%1$s, 0) + coalesce(d.__pgs_dnn%1$s, 0) AS __pgs_nn%1$s', j);
+        base_aggs := base_aggs || format(', count(b.__pgs_a%1$s) AS __pgs_nn%1$s', j);
+        IF a->>'fn' IN ('SUM', 'AVG') THEN
+            -- exact sum, and the count of values per numeric scale
+            st_cols := st_cols || format(', __pgs_s%1$s, __pgs_sc%1$s', j);
+            st_defs := st_defs || format(', __pgs_s%1$s numeric, __pgs_sc%1$s bigint[]', j);
+            dg_aggs := dg_aggs || format(
+                ', sum(b.__pgs_sign * b.__pgs_a%1$s::numeric) AS __pgs_ds%1$s'
+                ', array_agg(scale(b.__pgs_a%1$s::numeric)) FILTER (WHERE b.__pgs_a%1$s IS NOT '
+                'NULL AND b.__pgs_sign > 0) AS __pgs_dsp%1$s'
+                ', array_agg(scale(b.__pgs_a%1$s::numeric)) FILTER (WHERE b.__pgs_a%1$s IS NOT '
+                'NULL AND b.__pgs_sign < 0) AS __pgs_dsm%1$s', j);
+            new_cols := new_cols || format(
+                ', coalesce(o.__pgs_s%1$s, 0) + coalesce(d.__pgs_ds%1$s, 0) AS __pgs_s%1$s'
+                ', pgstream_lite.scale_merge(o.__pgs_sc%1$s, d.__pgs_dsp%1$s, d.__pgs_dsm%1$s) '
+                'AS __pgs_sc%1$s', j);
+            base_aggs := base_aggs || format(
+                ', sum(b.__pgs_a%1$s::numeric) AS __pgs_s%1$s, pgstream_lite.scale_merge(NULL, '
+                'array_agg(scale(b.__pgs_a%1$s::numeric)) FILTER (WHERE b.__pgs_a%1$s IS NOT '
+                'NULL), NULL) AS __pgs_sc%1$s', j);
+            special := special || format(' OR b.__pgs_a%1$s::numeric IN '
+                                         '(''NaN'', ''Infinity'', ''-Infinity'')', j);
+        ELSIF a->>'fn' IN ('MIN', 'MAX') THEN
+            st_cols := st_cols || format(', __pgs_m%s', j);
+            st_defs := st_defs || format(', __pgs_m%s %s', j, a->>'type');
+            dg_aggs := dg_aggs || format(
+                ', %2$s(b.__pgs_a%1$s) FILTER (WHERE b.__pgs_sign > 0) AS __pgs_im%1$s'
+                ', %2$s(b.__pgs_a%1$s) FILTER (WHERE b.__pgs_sign < 0) AS __pgs_dm%1$s',
+                j, lower(a->>'fn'));
+            base_aggs := base_aggs || format(', %s(b.__pgs_a%s) AS __pgs_m%s',
+                                             lower(a->>'fn'), j, j);
+        END IF;
+    END LOOP;
+    IF to_regclass(v_state) IS NULL THEN
+        EXECUTE format('CREATE TABLE %s (%s)', v_state, st_defs);
+        m.dvm_state_ok := false;
+    END IF;
+    stored := (SELECT string_agg(format('%I', c), ', ' ORDER BY o)
+                 FROM unnest(pgstream_lite.stored_columns(m)) WITH ORDINALITY u(c, o));
+
+    IF NOT m.dvm_state_ok THEN
+        -- rebuild: the state from the current rows, the stored rows from the state (one
+        -- statement: one snapshot, which is the frontier)
+        out_new := pgstream_lite.agg_out_sql(m, p_plan, 'z');
+        EXECUTE format('TRUNCATE %s', v_state);
+        EXECUTE format(
+            E'WITH __pgs_base AS (\n%s\n),\n'
+            '__pgs_new AS MATERIALIZED (SELECT %s AS __pgs_kh, %s, count(*) AS __pgs_n%s '
+            'FROM __pgs_base b GROUP BY %s),\n'
+            '__pgs_st AS (INSERT INTO %s (%s) SELECT %s FROM __pgs_new RETURNING 1),\n'
+            '__pgs_src AS MATERIALIZED (SELECT pgstream.pg_stream_hash(ROW(%s)::text) AS __pgs_row_id, '
+            '%s FROM __pgs_new z),\n'
+            '__pgs_del AS (DELETE FROM %s t WHERE NOT EXISTS (SELECT 1 FROM __pgs_src s '
+            'WHERE s.__pgs_row_id = t.__pgs_row_id) RETURNING 1),\n'
+            '__pgs_ins AS (INSERT INTO %s (__pgs_row_id, %s) SELECT * FROM __pgs_src s WHERE NOT '
+            'EXISTS (SELECT 1 FROM %s t WHERE t.__pgs_row_id = s.__pgs_row_id) RETURNING 1)\n'
+            'SELECT (SELECT count(*) FROM __pgs_ins), (SELECT count(*) FROM __pgs_del), '
+            'pg_current_snapshot()::text, (SELECT count(*) FROM __pgs_st)',
+            pa, format(kh_sql, 'b'),
+            (SELECT string_agg(format('b.__pgs_k%s', o), ', ') FROM generate_series(1, nk) o),
+            base_aggs,
+            (SELECT string_agg(format('b.__pgs_k%s', o), ', ') FROM generate_series(1, nk) o),
+            v_state, st_cols, st_cols,
+            array_to_string(out_new, ', '), array_to_string(out_new, ', '),
+            p_storage, p_storage, stored, p_storage)
+            INTO ins, del, snap, v_flag;
+        UPDATE pgstream_lite.st_meta s SET dvm_state_ok = true WHERE s.pgs_id = p_pgs_id;
+        truncated := false;
+        rebuilt := true;
+        RETURN;
+    END IF;
+
+    SELECT array_agg(DISTINCT (v->>'relid')::oid) INTO relids FROM jsonb_array_elements(items) v;
+    SELECT array_agg(array_position(relids, (v->>'relid')::oid) ORDER BY o) INTO rel_idx
+      FROM jsonb_array_elements(items) WITH ORDINALITY AS u(v, o);
+    FOR k IN 1 .. cardinality(relids) LOOP
+        ctes := ctes || format(E'__pgs_p%s AS MATERIALIZED (%s),\n__pgs_m%s AS MATERIALIZED (%s),\n',
+                               k, pgstream_lite.delta_images_sql(relids[k], p_prev, '+'),
+                               k, pgstream_lite.delta_images_sql(relids[k], p_prev, '-'));
+    END LOOP;
+    -- MIN/MAX: the old extreme and the inserted ones give a candidate; when a deleted value is
+    -- at or beyond it (it may have been the extreme) the group's extreme is recomputed from the
+    -- current rows of that group
+    key_match := (SELECT string_agg(format('((%1$s) = __pgs_dd.__pgs_k%2$s OR ((%1$s) IS NULL AND '
+                                           '__pgs_dd.__pgs_k%2$s IS NULL))', e->>'expr', o), ' AND ')
+                    FROM jsonb_array_elements(p_plan->'keys') WITH ORDINALITY u(e, o));
+    FOR j IN 1 .. na LOOP
+        a := p_plan->'aggs'->(j - 1);
+        IF a->>'fn' IN ('MIN', 'MAX') THEN
+            new_cols := new_cols || format(
+                ', CASE WHEN d.__pgs_dm%1$s IS NOT NULL AND (%8$s(o.__pgs_m%1$s, d.__pgs_im%1$s) '
+                'IS NULL OR d.__pgs_dm%1$s %2$s %8$s(o.__pgs_m%1$s, d.__pgs_im%1$s)) '
+                'THEN (SELECT %3$s((%4$s)) %5$s %6$s (%7$s)) '
+                'ELSE %8$s(o.__pgs_m%1$s, d.__pgs_im%1$s) END AS __pgs_m%1$s',
+                j, CASE WHEN a->>'fn' = 'MIN' THEN '<=' ELSE '>=' END, lower(a->>'fn'),
+                a->>'expr',
+                substr(m.body, (p_plan->>'from_pos')::integer,
+                       coalesce((p_plan->>'where_pos')::integer, (p_plan->>'group_pos')::integer)
+                       - (p_plan->>'from_pos')::integer),
+                CASE WHEN p_plan->>'where_pos' IS NULL THEN 'WHERE' ELSE
+                    'WHERE (' || substr(m.body, (p_plan->>'where_pos')::integer + 5,
+                                        (p_plan->>'group_pos')::integer
+                                        - (p_plan->>'where_pos')::integer - 5) || ') AND' END,
+                key_match, CASE WHEN a->>'fn' = 'MIN' THEN 'least' ELSE 'greatest' END);
+        END IF;
+    END LOOP;
+    -- __pgs_new reads the delta as __pgs_dd and the old state as __pgs_oo: names the defining
+    -- query (inside the MIN/MAX recomputation) does not use
+    new_cols := regexp_replace(new_cols, '\m([do])\.__pgs_', '__pgs_\1\1.__pgs_', 'g');
+    out_new := pgstream_lite.agg_out_sql(m, p_plan, 'z');
+    out_old := pgstream_lite.agg_out_sql(m, p_plan, 'o');
+
+    <<attempt>>
+    LOOP
+    v_attempt := v_attempt + 1;
+    IF v_attempt <= 3 THEN
+        EXECUTE 'SELECT ARRAY[' || (SELECT string_agg(format(
+                    'EXISTS (%s LIMIT 1), EXISTS (%s LIMIT 1)',
+                    pgstream_lite.delta_exists_sql(r, p_prev, '+'),
+                    pgstream_lite.delta_exists_sql(r, p_prev, '-')), ', ' ORDER BY o)
+                  FROM unnest(relids) WITH ORDINALITY AS u(r, o)) || ']'
+            INTO nonempty;
+    ELSE
+        nonempty := array_fill(true, ARRAY[2 * cardinality(relids)]);
+    END IF;
+    guards := '{}';
+    FOR k IN 1 .. cardinality(relids) LOOP
+        IF NOT nonempty[2 * k - 1] THEN
+            guards := guards || format('EXISTS (%s LIMIT 1)',
+                                       pgstream_lite.delta_exists_sql(relids[k], p_prev, '+'));
+        END IF;
+        IF NOT nonempty[2 * k] THEN
+            guards := guards || format('EXISTS (%s LIMIT 1)',
+                                       pgstream_lite.delta_exists_sql(relids[k], p_prev, '-'));
+        END IF;
+    END LOOP;
+    branches := '{}';
+    <<branch>>
+    FOR mask IN 1 .. (3 ^ n)::integer - 1 LOOP
+        states := '{}'; repl := '{}'; gates := '{}';
+        x := mask; v_size := 0; v_sign := 1;
+        FOR k IN 1 .. n LOOP
+            states[k] := x % 3;
+            x := x / 3;
+            IF states[k] > 0 AND NOT nonempty[2 * rel_idx[k] - 2 + states[k]] THEN
+                CONTINUE branch;
+            END IF;
+            IF states[k] = 1 THEN
+                repl[k] := '__pgs_p' || rel_idx[k];
+            ELSIF states[k] = 2 THEN
+                repl[k] := '__pgs_m' || rel_idx[k];
+                v_sign := -v_sign;
+            END IF;
+            IF states[k] > 0 THEN
+                v_size := v_size + 1;
+                gates := gates || format('EXISTS (SELECT 1 FROM %s)', repl[k]);
+            END IF;
+        END LOOP;
+        IF v_size % 2 = 0 THEN
+            v_sign := -v_sign;
+        END IF;
+        branches := branches || format(
+            E'SELECT __pgs_q.*, %s AS __pgs_sign FROM (\n%s\n) __pgs_q WHERE %s',
+            v_sign, pgstream_lite.subst_items(pa, pa_items, repl),
+            array_to_string(gates, ' AND '));
+    END LOOP;
+    IF cardinality(branches) = 0 THEN
+        branches := ARRAY[format(E'SELECT __pgs_q.*, 0 AS __pgs_sign FROM (\n%s\n) __pgs_q '
+                                 'WHERE false', pa)];
+    END IF;
+    v_sql := format(
+        E'WITH %s'
+        '__pgs_b AS (\n%s\n),\n'
+        '__pgs_t AS MATERIALIZED (SELECT CASE WHEN %s THEN ''T'' WHEN %s THEN ''R'' '
+        'WHEN EXISTS (SELECT 1 FROM __pgs_b b WHERE %s) THEN ''K'' END AS t),\n'
+        '__pgs_dg AS MATERIALIZED (SELECT %s AS __pgs_kh, %s, sum(b.__pgs_sign) AS __pgs_dn%s '
+        'FROM __pgs_b b GROUP BY %s),\n'
+        '__pgs_old AS MATERIALIZED (SELECT o.* FROM %s o WHERE o.__pgs_kh = ANY '
+        '(ARRAY(SELECT d.__pgs_kh FROM __pgs_dg d))),\n'
+        '__pgs_new AS MATERIALIZED (SELECT __pgs_dd.__pgs_kh, %s, coalesce(__pgs_oo.__pgs_n, 0) '
+        '+ __pgs_dd.__pgs_dn AS __pgs_n%s FROM __pgs_dg __pgs_dd LEFT JOIN __pgs_old __pgs_oo '
+        'ON __pgs_oo.__pgs_kh = __pgs_dd.__pgs_kh WHERE (SELECT t FROM __pgs_t) IS NULL),\n'
+        '__pgs_oldrows AS MATERIALIZED (SELECT pgstream.pg_stream_hash(ROW(%s)::text) AS id '
+        'FROM __pgs_old o),\n'
+        '__pgs_newrows AS MATERIALIZED (SELECT pgstream.pg_stream_hash(ROW(%s)::text) AS id, %s '
+        'FROM __pgs_new z WHERE z.__pgs_n > 0),\n'
+        '__pgs_sdel AS (DELETE FROM %s s WHERE s.__pgs_kh = ANY (ARRAY(SELECT z.__pgs_kh '
+        'FROM __pgs_new z WHERE z.__pgs_n = 0)) RETURNING 1),\n'
+        '__pgs_sput AS (INSERT INTO %s AS s (%s) SELECT %s FROM __pgs_new z WHERE z.__pgs_n > 0 '
+        'ON CONFLICT (__pgs_kh) DO UPDATE SET (%s) = ROW(%s) RETURNING 1),\n'
+        '__pgs_del AS (DELETE FROM %s t WHERE t.__pgs_row_id = ANY (ARRAY(SELECT o.id FROM '
+        '__pgs_oldrows o WHERE (SELECT t FROM __pgs_t) IS NULL AND NOT EXISTS '
+        '(SELECT 1 FROM __pgs_newrows z WHERE z.id = o.id))) RETURNING 1),\n'
+        '__pgs_ins AS (INSERT INTO %s (__pgs_row_id, %s) SELECT z.* FROM __pgs_newrows z '
+        'WHERE NOT EXISTS (SELECT 1 FROM __pgs_oldrows o WHERE o.id = z.id) RETURNING 1)\n'
+        'SELECT (SELECT count(*) FROM __pgs_ins), (SELECT count(*) FROM __pgs_del), '
+        'pg_current_snapshot()::text, (SELECT t FROM __pgs_t)',
+        ctes, array_to_string(branches, E'\nUNION ALL\n'),
+        pgstream_lite.truncated_sql(relids, p_prev),
+        coalesce(nullif(array_to_string(guards, ' OR '), ''), 'false'), special,
+        format(kh_sql, 'b'),
+        (SELECT string_agg(format('b.__pgs_k%s', o), ', ') FROM generate_series(1, nk) o),
+        dg_aggs,
+        (SELECT string_agg(format('b.__pgs_k%s', o), ', ') FROM generate_series(1, nk) o),
+        v_state,
+        (SELECT string_agg(format('__pgs_dd.__pgs_k%s', o), ', ') FROM generate_series(1, nk) o),
+        new_cols,
+        array_to_string(out_old, ', '),
+        array_to_string(out_new, ', '), array_to_string(out_new, ', '),
+        v_state, v_state, st_cols, st_cols,
+        (SELECT string_agg(c, ', ') FROM unnest(string_to_array(st_cols, ', ')) c
+          WHERE c <> '__pgs_kh'),
+        (SELECT string_agg('excluded.' || c, ', ') FROM unnest(string_to_array(st_cols, ', ')) c
+          WHERE c <> '__pgs_kh'),
+        p_storage, p_storage, stored);
+    IF current_setting('pgstream_lite.debug', true) = 'on' THEN
+        RAISE NOTICE 'pgstream-lite AGG refresh: %', v_sql;
+    END IF;
+    EXECUTE v_sql INTO ins, del, snap, v_flag;
+    EXIT attempt WHEN v_flag IS DISTINCT FROM 'R';
+    END LOOP;
+    truncated := v_flag IS NOT DISTINCT FROM 'T';
+    rebuilt := false;
+    IF v_flag = 'K' THEN
+        -- NaN/Infinity in a numeric delta: rebuild (a full recompute)
+        UPDATE pgstream_lite.st_meta s SET dvm_state_ok = false WHERE s.pgs_id = p_pgs_id;
+        SELECT * INTO ins, del, snap, truncated, rebuilt
+          FROM pgstream_lite.refresh_agg(p_pgs_id, p_storage, p_plan, p_prev);
+    END IF;
 END;
 $$;
