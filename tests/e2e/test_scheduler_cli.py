@@ -251,6 +251,12 @@ class TestSchedulerErrors:
         status = run_cli("status", "--data-dir", str(data_dir)).stdout
         assert "scheduler: not running (last log line:" in status and "not restarted" in status
 
+    def test_profile_and_logs_of_a_data_dir_never_started(self, data_dir: Path) -> None:
+        assert_one_line_error(run_cli("profile", "--data-dir", str(data_dir)),
+                              "has no server yet", "pgstream-lite start --data-dir")
+        assert_one_line_error(run_cli("logs", "--data-dir", str(data_dir)),
+                              "no scheduler log", "never ran")
+
     def test_foreground_scheduler_ends_on_a_missing_database(self, data_dir: Path) -> None:
         uri = start(data_dir, "--no-scheduler")
         missing = uri.rsplit("/", 1)[0] + "/nosuchdb"
