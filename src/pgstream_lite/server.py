@@ -10,6 +10,8 @@ Layout of a data directory DIR:
     DIR/engine      the engine the cluster runs (pgstream-lite when absent; see engines.py)
     DIR/port        the TCP port the cluster was first given: later starts reuse it, so a dbt
                     profile pointing at it keeps working (`start --port N` moves it)
+    DIR/scheduler.log, DIR/scheduler.json   the scheduler `pgstream-lite start` runs with the
+                    server (supervisor.py, cli.py)
 
 A real engine (pg_stream, pg_trickle) runs from a copy of the wheel's PostgreSQL with the
 extension installed (engines.engine_prefix), with its library preloaded.
