@@ -181,7 +181,9 @@ def _cmd_logs(args: argparse.Namespace) -> int:
     if not lines and not supervisor.log_file(data_dir).exists():
         raise ServerError(f"no scheduler log in {data_dir} (the scheduler never ran there)")
     for line in lines:
-        print(line)
+        print(line, flush=True)
+    if args.follow:
+        supervisor.follow_log(data_dir, lambda line: print(line, flush=True))
     return 0
 
 
@@ -221,6 +223,13 @@ def _cmd_build_engine(args: argparse.Namespace) -> int:
 
     print(engine_prefix(args.engine, build=not args.check))
     return 0
+
+
+def _cmd_logs_or_interrupt(args: argparse.Namespace) -> int:
+    try:
+        return _cmd_logs(args)
+    except KeyboardInterrupt:
+        return 0
 
 
 def _cmd_scheduler(args: argparse.Namespace) -> int:
@@ -292,7 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     logs = sub.add_parser("logs", help="the recent scheduler log of a data dir")
     logs.add_argument("--data-dir", required=True)
     logs.add_argument("-n", "--lines", type=int, default=20, help="how many lines (default 20)")
-    logs.set_defaults(func=_cmd_logs)
+    logs.add_argument("-f", "--follow", action="store_true",
+                      help="then print new lines as they come, until Ctrl-C")
+    logs.set_defaults(func=_cmd_logs_or_interrupt)
 
     profile = sub.add_parser("profile", help="print a dbt profiles.yml entry for a data dir")
     profile.add_argument("--data-dir", required=True)

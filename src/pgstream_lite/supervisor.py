@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,6 +173,30 @@ def recent_log(data_dir: Path, lines: int) -> list[str]:
         if len(collected) >= lines:
             break
     return collected[-lines:] if lines > 0 else []
+
+
+def follow_log(data_dir: Path, emit: Callable[[str], None], poll_s: float = 0.3) -> None:
+    """Call `emit` with each line appended to the scheduler log of `data_dir` from now on,
+    following it across a rotation, until interrupted (KeyboardInterrupt)."""
+    path = log_file(data_dir)
+    position = path.stat().st_size if path.exists() else 0
+    pending = ""
+    while True:
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if size < position:  # rotated: the new file starts over
+            position = 0
+        if size > position:
+            with path.open("r", encoding="utf-8", errors="replace") as handle:
+                handle.seek(position)
+                pending += handle.read()
+                position = handle.tell()
+            *complete, pending = pending.split("\n")
+            for line in complete:
+                emit(line)
+        time.sleep(poll_s)
 
 
 # -- the supervisor process -----------------------------------------------------------------

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -136,6 +137,31 @@ class TestSupervisedScheduler:
         assert line[:4].isdigit() and line.endswith(" ms") and "+1 -0 rows" in line
         logs = run_cli("logs", "--data-dir", str(data_dir), "-n", "50")
         assert logs.returncode == 0 and line in logs.stdout.splitlines()
+
+    def test_logs_follow_shows_refreshes_as_they_happen(self, data_dir: Path) -> None:
+        uri = start(data_dir)
+        stream_table(uri)
+        follower = subprocess.Popen([*CLI, "logs", "--data-dir", str(data_dir), "-f"],
+                                    stdout=subprocess.PIPE, text=True)
+        watchdog = threading.Timer(30, follower.kill)  # the line never came: end the wait
+        watchdog.start()
+        seen = False
+        try:
+            assert follower.stdout is not None
+            time.sleep(1)  # the follower is past the recent lines
+            with psycopg.connect(uri, autocommit=True) as conn:
+                conn.execute("INSERT INTO src VALUES (7, 70)")
+            for line in follower.stdout:
+                if "refresh public.st DIFFERENTIAL +1 -0 rows" in line:
+                    seen = True
+                    break
+        finally:
+            watchdog.cancel()
+            follower.send_signal(signal.SIGINT)
+            follower.communicate(timeout=10)
+        assert seen, "no refresh line followed within 30 s"
+        assert follower.returncode == 0
+        assert (7, 70) in rows(uri)
 
     def test_stop_leaves_no_process(self, data_dir: Path) -> None:
         uri = start(data_dir)
