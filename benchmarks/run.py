@@ -1,4 +1,5 @@
-"""`make bench`: dbt-pgstream's stream_table vs table vs materialized_view, on a local server.
+"""`make bench`: dbt-pgstream's stream_table vs table vs materialized_view, on a local server,
+then pgstream-lite's DIFFERENTIAL vs FULL refresh per query shape (differential_refresh.py).
 
     .venv/bin/python benchmarks/run.py [--quick] [--models 40,200] [--rows 100000,1000000]
                                        [--reps 3] [--threads 4]
@@ -9,6 +10,7 @@ from __future__ import annotations
 import sys
 import time
 
+import differential_refresh
 from database import BenchServer
 from machine import machine_info
 from report import render
@@ -64,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
     checks = write(final=True)
-    return 0 if all(check.passed or not check.binding for check in checks) else 1
+    suite_ok = all(check.passed or not check.binding for check in checks)
+    # then pgstream-lite's own refresh: DIFFERENTIAL vs FULL per query shape, capture overhead
+    # (its report goes to benchmarks/differential_results.md)
+    refresh_status = differential_refresh.main(["--quick"] if settings.quick else [])
+    return 0 if suite_ok and refresh_status == 0 else 1
 
 
 if __name__ == "__main__":

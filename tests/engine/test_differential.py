@@ -53,8 +53,8 @@ STREAM_TABLES = [
 # The path each table's DIFFERENTIAL refreshes take.
 PATHS = {
     "filt": "LINEAR", "agg": "AGG", "ij": "LINEAR", "lj": "RECOMPUTE", "dist": "KEYED",
-    "uni": "RECOMPUTE", "dup": "LINEAR", "cnt": "RECOMPUTE", "on_st": "RECOMPUTE",
-    "on_st2": "RECOMPUTE", "proj": "LINEAR", "ij_self": "LINEAR", "ij_comma": "LINEAR",
+    "uni": "RECOMPUTE", "dup": "LINEAR", "cnt": "RECOMPUTE", "on_st": "LINEAR",
+    "on_st2": "AGG", "proj": "LINEAR", "ij_self": "LINEAR", "ij_comma": "LINEAR",
     "agg_join": "AGG", "agg_lj": "KEYED", "agg_expr": "KEYED", "agg_having": "RECOMPUTE",
     "agg_num": "AGG", "agg_join2": "AGG",
 }
@@ -169,7 +169,7 @@ def refresh_and_check(conn: psycopg.Connection, expect_no_data: bool,
                                "WHERE s.pgs_name = %s ORDER BY refresh_id DESC LIMIT 1", name)[0]
         if action == "NO_DATA":
             assert path == "NO_DATA", name
-        elif truncated and PATHS[name] != "RECOMPUTE":
+        elif truncated and PATHS[name] != "RECOMPUTE" and ("t1" in query or "t2" in query):
             # AGG: the truncating refresh recomputes, or rebuilds its group state (a recompute)
             assert (path, reason) == ("RECOMPUTE", "a source was truncated") or \
                 (path == "AGG" and reason.startswith("group state built")), name

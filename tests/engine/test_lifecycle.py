@@ -9,6 +9,10 @@ from pgs_helpers import q, q1, state
 AGG = "SELECT grp, sum(v) AS s, count(*) AS c FROM src GROUP BY grp"
 
 
+# statement-level triggers with transition tables (INSERT, UPDATE, DELETE), and TRUNCATE
+CAPTURE_TRIGGERS = ["__pgs_cdc", "__pgs_cdc_delete", "__pgs_cdc_truncate", "__pgs_cdc_update"]
+
+
 def capture_objects(conn, table: str) -> tuple[list, int]:
     triggers = q(conn, "SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass "
                        "AND NOT tgisinternal ORDER BY 1", table)
@@ -36,7 +40,7 @@ def test_create_populates_and_records(src):
         [(0, 3, 3), (1, 4, 4), (2, 3, 3)]
     assert q(src, "SELECT source_type, columns_used FROM pgstream.pgs_dependencies") == \
         [("TABLE", ["grp", "v"])]
-    assert capture_objects(src, "src") == (["__pgs_cdc", "__pgs_cdc_truncate"], 1)
+    assert capture_objects(src, "src") == (CAPTURE_TRIGGERS, 1)
     assert q1(src, "SELECT pgstream.get_staleness('agg')") >= 0
 
 
@@ -106,7 +110,7 @@ def test_drop_releases_capture_only_when_unused(src):
     src.execute("SELECT pgstream.create_stream_table('a2', 'SELECT id FROM src', '1m')")
     assert q1(src, "SELECT tracked_by_pgs_ids FROM pgstream.pgs_change_tracking") == [1, 2]
     src.execute("SELECT pgstream.drop_stream_table('a1')")
-    assert capture_objects(src, "src") == (["__pgs_cdc", "__pgs_cdc_truncate"], 1)
+    assert capture_objects(src, "src") == (CAPTURE_TRIGGERS, 1)
     assert q1(src, "SELECT tracked_by_pgs_ids FROM pgstream.pgs_change_tracking") == [2]
     assert q1(src, "SELECT to_regclass('public.a1')") is None
     src.execute("SELECT pgstream.drop_stream_table('a2')")
@@ -314,7 +318,9 @@ def test_change_buffers_are_cleaned_up(src):
     src.execute("SELECT pgstream.create_stream_table('agg', %s, '1m')", (AGG,))
     src.execute("UPDATE src SET v = v + 1")
     buf = q1(src, "SELECT buffer_schema || '.' || buffer_name FROM pgstream_lite.capture")
-    assert q1(src, f"SELECT count(*) FROM {buf}") == 10
+    # statement-level capture: each updated row as its old image and its new one
+    assert q(src, f"SELECT op, count(*) FROM {buf} GROUP BY op ORDER BY op") == \
+        [("D", 10), ("I", 10)]
     src.execute("SELECT pgstream.refresh_stream_table('agg')")
     assert q1(src, f"SELECT count(*) FROM {buf}") == 0
 

@@ -86,8 +86,9 @@ ALTER TABLE pgstream_lite.st_meta ADD COLUMN IF NOT EXISTS timezone text NOT NUL
 ALTER TABLE pgstream_lite.st_meta ADD COLUMN IF NOT EXISTS count_query text;
 
 -- Internal: one row per relation whose changes are captured into a change buffer.
--- kind TRIGGER: row triggers on a base table; kind MARKER: a stream table whose refresh
--- writes one marker row per refresh that changed it (its content only changes by refresh).
+-- kind TRIGGER: row triggers on a base table or on a stream table's storage (its refreshes'
+-- writes); kind MARKER (a stream table read by stream tables created by an earlier
+-- pgstream-lite): its refresh writes one marker row per refresh that changed it.
 CREATE TABLE IF NOT EXISTS pgstream_lite.capture (
     source_relid      oid PRIMARY KEY,
     kind              text NOT NULL CHECK (kind IN ('TRIGGER', 'MARKER')),

@@ -504,28 +504,57 @@ BEGIN
             'xid xid8 NOT NULL DEFAULT pg_current_xact_id(), op text NOT NULL, '
             'row_old jsonb, row_new jsonb, captured_at timestamptz NOT NULL DEFAULT clock_timestamp())',
             v_buf);
+        -- refreshes read the changes not visible in a frontier: those from its xmin on
+        EXECUTE format('CREATE INDEX ON %s (xid)', v_buf);
         EXECUTE format('COMMENT ON TABLE %s IS %L', v_buf,
             'pgstream-lite change buffer of ' || pgstream_lite.relname(p_relid));
         IF p_kind = 'TRIGGER' THEN
+            -- Statement-level triggers with transition tables: one set-based INSERT per
+            -- statement (a bulk write costs about a third of per-row triggers). An UPDATE is
+            -- written as its old rows (D) and new rows (I): transition tables do not pair them,
+            -- and refresh reads images, not pairs. Row-level triggers where PostgreSQL refuses
+            -- transition tables (e.g. inheritance children).
             EXECUTE format($f$
-CREATE OR REPLACE FUNCTION pgstream_lite.%I() RETURNS trigger
+CREATE OR REPLACE FUNCTION pgstream_lite.%1$I() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 SET extra_float_digits = 3 SET IntervalStyle = postgres AS $body$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO %s (op, row_new) VALUES ('I', to_jsonb(NEW));
+    IF TG_OP = 'TRUNCATE' THEN
+        INSERT INTO %2$s (op) VALUES ('T');
+    ELSIF TG_LEVEL = 'ROW' THEN
+        IF TG_OP = 'INSERT' THEN
+            INSERT INTO %2$s (op, row_new) VALUES ('I', to_jsonb(NEW));
+        ELSIF TG_OP = 'UPDATE' THEN
+            INSERT INTO %2$s (op, row_old, row_new) VALUES ('U', to_jsonb(OLD), to_jsonb(NEW));
+        ELSE
+            INSERT INTO %2$s (op, row_old) VALUES ('D', to_jsonb(OLD));
+        END IF;
+    ELSIF TG_OP = 'INSERT' THEN
+        INSERT INTO %2$s (op, row_new) SELECT 'I', to_jsonb(r.*) FROM __pgs_new r;
     ELSIF TG_OP = 'UPDATE' THEN
-        INSERT INTO %s (op, row_old, row_new) VALUES ('U', to_jsonb(OLD), to_jsonb(NEW));
-    ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO %s (op, row_old) VALUES ('D', to_jsonb(OLD));
+        INSERT INTO %2$s (op, row_old) SELECT 'D', to_jsonb(r.*) FROM __pgs_old r;
+        INSERT INTO %2$s (op, row_new) SELECT 'I', to_jsonb(r.*) FROM __pgs_new r;
     ELSE
-        INSERT INTO %s (op) VALUES ('T');
+        INSERT INTO %2$s (op, row_old) SELECT 'D', to_jsonb(r.*) FROM __pgs_old r;
     END IF;
     RETURN NULL;
 END;
-$body$ $f$, v_fn, v_buf, v_buf, v_buf, v_buf);
-            EXECUTE format('CREATE TRIGGER __pgs_cdc AFTER INSERT OR UPDATE OR DELETE ON %s '
-                           'FOR EACH ROW EXECUTE FUNCTION pgstream_lite.%I()', p_relid::regclass, v_fn);
+$body$ $f$, v_fn, v_buf);
+            BEGIN
+                EXECUTE format('CREATE TRIGGER __pgs_cdc AFTER INSERT ON %s REFERENCING NEW TABLE '
+                               'AS __pgs_new FOR EACH STATEMENT EXECUTE FUNCTION pgstream_lite.%I()',
+                               p_relid::regclass, v_fn);
+                EXECUTE format('CREATE TRIGGER __pgs_cdc_update AFTER UPDATE ON %s REFERENCING '
+                               'OLD TABLE AS __pgs_old NEW TABLE AS __pgs_new FOR EACH STATEMENT '
+                               'EXECUTE FUNCTION pgstream_lite.%I()', p_relid::regclass, v_fn);
+                EXECUTE format('CREATE TRIGGER __pgs_cdc_delete AFTER DELETE ON %s REFERENCING '
+                               'OLD TABLE AS __pgs_old FOR EACH STATEMENT '
+                               'EXECUTE FUNCTION pgstream_lite.%I()', p_relid::regclass, v_fn);
+            EXCEPTION WHEN feature_not_supported OR wrong_object_type OR invalid_object_definition THEN
+                EXECUTE format('CREATE TRIGGER __pgs_cdc AFTER INSERT OR UPDATE OR DELETE ON %s '
+                               'FOR EACH ROW EXECUTE FUNCTION pgstream_lite.%I()',
+                               p_relid::regclass, v_fn);
+            END;
             EXECUTE format('CREATE TRIGGER __pgs_cdc_truncate AFTER TRUNCATE ON %s '
                            'FOR EACH STATEMENT EXECUTE FUNCTION pgstream_lite.%I()',
                            p_relid::regclass, v_fn);
@@ -541,11 +570,20 @@ $fn$;
 -- The row images are read back into rows by DIFFERENTIAL refresh (45_delta.sql): they must not
 -- depend on the writing session's settings. Floats are written exactly, intervals in one style
 -- (timestamps and dates are ISO in jsonb whatever DateStyle). Capture functions made by an
--- earlier install get the same settings.
+-- earlier install get the same settings, and their buffers the index on xid.
 DO $$
 DECLARE
     f text;
 BEGIN
+    FOR f IN SELECT format('%I.%I', c.buffer_schema, c.buffer_name) FROM pgstream_lite.capture c
+              WHERE to_regclass(format('%I.%I', c.buffer_schema, c.buffer_name)) IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a
+                                    ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                                 WHERE i.indrelid = to_regclass(format('%I.%I', c.buffer_schema,
+                                                                       c.buffer_name))
+                                   AND a.attname = 'xid') LOOP
+        EXECUTE format('CREATE INDEX ON %s (xid)', f);
+    END LOOP;
     FOR f IN SELECT c.trigger_function FROM pgstream_lite.capture c
               WHERE c.trigger_function IS NOT NULL
                 AND to_regprocedure(format('pgstream_lite.%I()', c.trigger_function)) IS NOT NULL LOOP
@@ -587,6 +625,8 @@ BEGIN
     IF FOUND THEN
         IF cap.kind = 'TRIGGER' AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = p_relid) THEN
             EXECUTE format('DROP TRIGGER IF EXISTS __pgs_cdc ON %s', p_relid::regclass);
+            EXECUTE format('DROP TRIGGER IF EXISTS __pgs_cdc_update ON %s', p_relid::regclass);
+            EXECUTE format('DROP TRIGGER IF EXISTS __pgs_cdc_delete ON %s', p_relid::regclass);
             EXECUTE format('DROP TRIGGER IF EXISTS __pgs_cdc_truncate ON %s', p_relid::regclass);
         END IF;
         IF cap.trigger_function IS NOT NULL THEN
@@ -625,7 +665,8 @@ BEGIN
         IF b.buffer_name IS NULL THEN
             RETURN true;
         END IF;
-        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I.%I x WHERE NOT pg_visible_in_snapshot(x.xid, $1))',
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I.%I x WHERE x.xid >= pg_snapshot_xmin($1) '
+                       'AND NOT pg_visible_in_snapshot(x.xid, $1))',
                        b.buffer_schema, b.buffer_name)
             INTO found_change USING snap;
         IF found_change THEN

@@ -2,9 +2,11 @@
 --
 -- Row identity: __pgs_row_id = pg_stream_hash(text of the row's stored columns, __pgs_count
 -- included) for the first occurrence of a row, pg_stream_hash_multi(ARRAY[hash, occurrence]) for
--- the n-th identical one (bag semantics). DIFFERENTIAL recomputes the query, then deletes the stored rows whose id is no
--- longer produced and inserts the produced rows whose id is not stored: only rows that really
--- changed are written, and the counts are the true delta. With no captured change since the last
+-- the n-th identical one (bag semantics). A DIFFERENTIAL refresh takes the path planned for the
+-- table's query (45_delta.sql): LINEAR, AGG or KEYED compute the change of the output from the
+-- change buffers; RECOMPUTE re-runs the query, deletes the stored rows whose id is no longer
+-- produced and inserts the produced rows whose id is not stored. Every path writes only rows
+-- that really changed, so the counts are the true delta. With no captured change since the last
 -- refresh (frontier = snapshot of the last refresh) it writes nothing (action NO_DATA).
 
 CREATE OR REPLACE FUNCTION pgstream_lite.lock_key()
@@ -23,9 +25,10 @@ RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
                 ELSE m.columns || '__pgs_count'::text END
 $$;
 
--- SQL producing (__pgs_row_id, stored columns...) of p_inner (NULL: the defining query, with __pgs_count if the table has one), a
--- query over it producing the stored columns (e.g. restricted to some groups: all copies of a
--- row must be in or out together, so that occurrence numbers match the whole query's).
+-- SQL producing (__pgs_row_id, stored columns...) of p_inner, a query producing the stored
+-- columns (NULL: the defining query, with __pgs_count if the table has one). p_inner may be
+-- restricted to some groups: all copies of a row must be in or out together, so that
+-- occurrence numbers match the whole query's.
 CREATE OR REPLACE FUNCTION pgstream_lite.rows_sql_from(p_pgs_id bigint, p_inner text)
 RETURNS text LANGUAGE plpgsql STABLE AS $$
 DECLARE

@@ -368,7 +368,7 @@ BEGIN
     SELECT s.relid, s.source_type INTO bad
       FROM pgstream_lite.collect_sources(v_probe_oid) s
       LEFT JOIN pgstream_lite.capture c ON c.source_relid = s.relid AND c.kind = 'TRIGGER'
-     WHERE s.source_type <> 'TABLE' OR c.source_relid IS NULL
+     WHERE s.source_type NOT IN ('TABLE', 'STREAM_TABLE') OR c.source_relid IS NULL
      LIMIT 1;
     EXECUTE format('DROP VIEW pg_temp.%I', v_probe);
     SELECT array_agg(DISTINCT (x->>'relid')::oid ORDER BY (x->>'relid')::oid),
@@ -477,8 +477,8 @@ CREATE OR REPLACE FUNCTION pgstream_lite.delta_images_sql(p_relid oid, p_prev te
 RETURNS text LANGUAGE sql STABLE AS $$
     SELECT format(
         'SELECT __pgs_r.* FROM jsonb_populate_recordset(NULL::%s, (SELECT coalesce(jsonb_agg(%s), '
-        '''[]'') FROM %I.%I __pgs_x %s WHERE %s AND NOT pg_visible_in_snapshot(__pgs_x.xid, '
-        '%L::pg_snapshot))) __pgs_r',
+        '''[]'') FROM %I.%I __pgs_x %s WHERE %s AND __pgs_x.xid >= pg_snapshot_xmin(%L) AND '
+        'NOT pg_visible_in_snapshot(__pgs_x.xid, %L::pg_snapshot))) __pgs_r',
         p_relid::regclass,
         CASE p_which WHEN '+' THEN '__pgs_x.row_new' WHEN '-' THEN '__pgs_x.row_old'
                      ELSE '__pgs_i.j' END,
@@ -488,7 +488,7 @@ RETURNS text LANGUAGE sql STABLE AS $$
         CASE p_which WHEN '+' THEN '__pgs_x.op IN (''I'', ''U'')'
                      WHEN '-' THEN '__pgs_x.op IN (''U'', ''D'')'
                      ELSE '__pgs_i.j IS NOT NULL' END,
-        p_prev)
+        p_prev, p_prev)
       FROM pgstream_lite.capture c WHERE c.source_relid = p_relid
 $$;
 
@@ -496,9 +496,11 @@ $$;
 CREATE OR REPLACE FUNCTION pgstream_lite.delta_exists_sql(p_relid oid, p_prev text, p_which text)
 RETURNS text LANGUAGE sql STABLE AS $$
     SELECT format('SELECT 1 FROM %I.%I __pgs_x WHERE __pgs_x.op IN %s '
+                  'AND __pgs_x.xid >= pg_snapshot_xmin(%L) '
                   'AND NOT pg_visible_in_snapshot(__pgs_x.xid, %L::pg_snapshot)',
                   c.buffer_schema, c.buffer_name,
-                  CASE p_which WHEN '+' THEN '(''I'', ''U'')' ELSE '(''U'', ''D'')' END, p_prev)
+                  CASE p_which WHEN '+' THEN '(''I'', ''U'')' ELSE '(''U'', ''D'')' END, p_prev,
+                  p_prev)
       FROM pgstream_lite.capture c WHERE c.source_relid = p_relid
 $$;
 
@@ -507,8 +509,9 @@ CREATE OR REPLACE FUNCTION pgstream_lite.truncated_sql(p_relids oid[], p_prev te
 RETURNS text LANGUAGE sql STABLE AS $$
     SELECT coalesce(string_agg(format(
         'EXISTS (SELECT 1 FROM %I.%I __pgs_x WHERE __pgs_x.op = ''T'' '
+        'AND __pgs_x.xid >= pg_snapshot_xmin(%L) '
         'AND NOT pg_visible_in_snapshot(__pgs_x.xid, %L::pg_snapshot))',
-        c.buffer_schema, c.buffer_name, p_prev), ' OR '), 'false')
+        c.buffer_schema, c.buffer_name, p_prev, p_prev), ' OR '), 'false')
       FROM pgstream_lite.capture c WHERE c.source_relid = ANY (p_relids)
 $$;
 

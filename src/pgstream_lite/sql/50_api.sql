@@ -163,7 +163,9 @@ BEGIN
          WHERE d.pgs_id = v_id
     LOOP
         IF dep.source_type = 'STREAM_TABLE' THEN
-            PERFORM pgstream_lite.ensure_capture(dep.source_relid, v_id, 'MARKER');
+            -- row triggers on the upstream's storage: its refreshes' writes are this table's
+            -- delta (a FULL refresh of it truncates, and this table then recomputes)
+            PERFORM pgstream_lite.ensure_capture(dep.source_relid, v_id, 'TRIGGER');
         ELSIF dep.source_type = 'TABLE' AND dep.relkind IN ('r', 'p') THEN
             PERFORM pgstream_lite.ensure_capture(dep.source_relid, v_id, 'TRIGGER');
         END IF;
