@@ -32,9 +32,20 @@
     {%- endfor -%}
     {{ return(true) }}
   {%- else -%}
-    {{ return(re.match('^([0-9]+[smhdw])+$', text) is not none
-              or re.match('^[0-9]+$', text) is not none) }}
+    {{ return(dbt_pgstream._pgstream_is_duration(text)) }}
   {%- endif -%}
+{% endmacro %}
+
+
+{#- Is `value` a duration of the engines' grammar: '30s', '5m', '1h30m', '2d', '1w' (units s, m,
+    h, d, w, combined), or a whole number of seconds (text or integer)? The one grammar of the
+    package (schedules, stream_table_is_fresh's max_staleness); the engines parse the same
+    (parse_duration_seconds). -#}
+{% macro _pgstream_is_duration(value) %}
+  {%- if value is sameas true or value is sameas false -%}{{ return(false) }}{%- endif -%}
+  {%- if value is number -%}{{ return(value is integer and value >= 0) }}{%- endif -%}
+  {{ return(value is string
+            and modules.re.match('^(?:([0-9]+[smhdw])+|[0-9]+)$', value | trim) is not none) }}
 {% endmacro %}
 
 
@@ -131,30 +142,12 @@
         "expected 'apply' (default), 'continue' or 'fail'") -%}
   {%- endif -%}
 
+  {#- where the model deploys (one resolution for the materialization and the operations) -#}
   {%- set raw_name = config.get('stream_table_name', none) -%}
-  {%- if raw_name is none -%}
-    {%- set name = this.identifier -%}
-  {%- elif raw_name is string and raw_name | length > 0 -%}
-    {%- set name = raw_name -%}
-  {%- else -%}
-    {%- do dbt_pgstream._pgstream_config_error('stream_table_name', raw_name,
-        "expected a non-empty table name (prefer dbt's own `alias` config)") -%}
-  {%- endif -%}
-
   {%- set raw_schema = config.get('stream_table_schema', none) -%}
-  {%- if raw_schema is none -%}
-    {%- set schema = this.schema -%}
-    {%- set schema_key = 'schema' -%}
-  {%- elif raw_schema is string and raw_schema | length > 0 -%}
-    {%- set schema = raw_schema -%}
-    {%- set schema_key = 'stream_table_schema' -%}
-  {%- else -%}
-    {%- do dbt_pgstream._pgstream_config_error('stream_table_schema', raw_schema,
-        "expected a non-empty schema name (prefer dbt's own `schema` config)") -%}
-  {%- endif -%}
-  {#- where dbt's relation points: with quoting false, unquoted names fold to lower case -#}
-  {%- set name = dbt_pgstream._pgstream_folded_name(name, 'identifier', this.quote_policy) -%}
-  {%- set schema = dbt_pgstream._pgstream_folded_name(schema, 'schema', this.quote_policy) -%}
+  {%- set schema_key = 'schema' if raw_schema is none else 'stream_table_schema' -%}
+  {%- set schema, name = dbt_pgstream._pgstream_deploy_names(model.name, config, this.identifier,
+                                                             this.schema, this.quote_policy) -%}
   {%- if '.' in schema -%}
     {%- do dbt_pgstream._pgstream_config_error(schema_key, schema,
         "pg_stream addresses a stream table as 'schema.table' split on the first dot, so a "

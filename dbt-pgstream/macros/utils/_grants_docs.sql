@@ -139,7 +139,7 @@
     is on and the YAML does not describe it. -#}
 {% macro _pgstream_row_id_comment() -%}
   {%- set e = dbt_pgstream._pgstream_engine() -%}
-  {{ e.extension }}'s internal row id ({{ e.row_id }}): the engine's row identity for differential refresh. Ignore it.
+  {{ e.extension }}'s internal row identity ({{ e.row_id }}), used by differential refresh. Ignore it.
 {%- endmacro %}
 
 

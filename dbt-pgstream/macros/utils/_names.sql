@@ -31,3 +31,31 @@
   {{ return([dbt_pgstream._pgstream_folded_name(relation.schema, 'schema', policy),
              dbt_pgstream._pgstream_folded_name(relation.identifier, 'identifier', policy)]) }}
 {% endmacro %}
+
+
+{#- Private: [schema, name] a stream_table model deploys to, as PostgreSQL names them: its
+    stream_table_schema / stream_table_name config when set (none = unset), else dbt's resolved
+    `schema` and `identifier` (alias and custom schema applied), folded under `quoting`
+    (_pgstream_folded_name). Shared by the materialization (from its config) and the operations
+    and generic tests (from the model's graph node), so both resolve a model to one relation.
+    An empty string, or a value that is not a string, is a compile error naming the model, the
+    key and the value.
+    Args: model_name (text), node_config (the model's config: `config` or node.config),
+    identifier, schema (text), quoting (a quote policy, as _pgstream_folded_name takes). -#}
+{% macro _pgstream_deploy_names(model_name, node_config, identifier, schema, quoting) %}
+  {%- set names = [] -%}
+  {%- for key, default, part in [('stream_table_schema', schema, 'schema'),
+                                 ('stream_table_name', identifier, 'identifier')] -%}
+    {%- set raw = node_config.get(key, none) -%}
+    {%- if raw is not none and not (raw is string and raw | length > 0) -%}
+      {{ exceptions.raise_compiler_error("dbt_pgstream: invalid config for stream_table model '"
+          ~ model_name ~ "': " ~ key ~ "=" ~ dbt_pgstream._pgstream_show(raw)
+          ~ " is not allowed; expected a non-empty "
+          ~ ('schema name' if part == 'schema' else 'table name')
+          ~ " (prefer dbt's own `" ~ ('schema' if part == 'schema' else 'alias') ~ "` config)") }}
+    {%- endif -%}
+    {%- do names.append(dbt_pgstream._pgstream_folded_name(
+        raw if raw is not none else default, part, quoting)) -%}
+  {%- endfor -%}
+  {{ return(names) }}
+{% endmacro %}

@@ -231,15 +231,19 @@ END
   NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class AS storage WHERE storage.oid = {{ alias }}.{{ e.relid }})
 {%- endmacro %}
 
-{#- An upstream table or stream table this one reads was dropped (e.g. replaced earlier in this
-    run): its recorded oid no longer exists, so this stream table reads a dead relation. -#}
-{% macro _pgstream_sql_upstream_replaced(alias='st') -%}
+{#- A SELECT of the dependency rows (`dep`) of stream table `alias` whose source relation (a
+    table or stream table) was dropped, e.g. replaced earlier in this run: it reads a dead
+    relation. Shared by the look-up (replace it) and the stream_table_healthy test. -#}
+{% macro _pgstream_sql_dropped_sources(alias='st') -%}
   {%- set e = dbt_pgstream._pgstream_engine() -%}
-  EXISTS (
-      SELECT 1 FROM {{ e.dependencies }} AS dep
-      WHERE dep.{{ e.id }} = {{ alias }}.{{ e.id }}
-        AND dep.source_type IN ('TABLE', 'STREAM_TABLE')
-        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class AS src WHERE src.oid = dep.source_relid))
+  SELECT dep.source_relid FROM {{ e.dependencies }} AS dep
+  WHERE dep.{{ e.id }} = {{ alias }}.{{ e.id }}
+    AND dep.source_type IN ('TABLE', 'STREAM_TABLE')
+    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class AS src WHERE src.oid = dep.source_relid)
+{%- endmacro %}
+
+{% macro _pgstream_sql_upstream_replaced(alias='st') -%}
+  EXISTS ({{ dbt_pgstream._pgstream_sql_dropped_sources(alias) }})
 {%- endmacro %}
 
 {#- SQL (text[]) of the columns of its source that the dependency row `dep` depends on: the
@@ -264,20 +268,25 @@ END
   {%- endif -%}
 {%- endmacro %}
 
-{#- A column the stream table reads was dropped from (or renamed in) one of its sources: its
-    refreshes fail, so it must be re-created (which fails clearly, keeping the old one, unless the
-    column is back). -#}
-{% macro _pgstream_sql_source_column_dropped(alias='st') -%}
+{#- A SELECT (source_relid, col) of the columns stream table `alias` reads that were dropped
+    from (or renamed in) a source that still exists: its refreshes fail, so it must be
+    re-created (which fails clearly, keeping the old one, unless the column is back). Shared by
+    the look-up and the stream_table_healthy test. -#}
+{% macro _pgstream_sql_dropped_columns(alias='st') -%}
   {%- set e = dbt_pgstream._pgstream_engine() -%}
-  EXISTS (
-      SELECT 1 FROM {{ e.dependencies }} AS dep,
-          unnest({{ dbt_pgstream._pgstream_sql_columns_used('dep') }}) AS used (col)
-      WHERE dep.{{ e.id }} = {{ alias }}.{{ e.id }}
-        AND EXISTS (SELECT 1 FROM pg_catalog.pg_class AS src WHERE src.oid = dep.source_relid)
-        AND NOT EXISTS (
-            SELECT 1 FROM pg_catalog.pg_attribute AS att
-            WHERE att.attrelid = dep.source_relid AND att.attname = used.col
-              AND NOT att.attisdropped))
+  SELECT dep.source_relid, used.col
+  FROM {{ e.dependencies }} AS dep,
+      unnest({{ dbt_pgstream._pgstream_sql_columns_used('dep') }}) AS used (col)
+  WHERE dep.{{ e.id }} = {{ alias }}.{{ e.id }}
+    AND EXISTS (SELECT 1 FROM pg_catalog.pg_class AS src WHERE src.oid = dep.source_relid)
+    AND NOT EXISTS (
+        SELECT 1 FROM pg_catalog.pg_attribute AS att
+        WHERE att.attrelid = dep.source_relid AND att.attname = used.col
+          AND NOT att.attisdropped)
+{%- endmacro %}
+
+{% macro _pgstream_sql_source_column_dropped(alias='st') -%}
+  EXISTS ({{ dbt_pgstream._pgstream_sql_dropped_columns(alias) }})
 {%- endmacro %}
 
 {#- pg_stream's alter_stream_table() cannot clear a schedule (NULL keeps it), so going CALCULATED

@@ -2,11 +2,8 @@
     applied alias and custom-schema resolution to node.alias / node.schema), with the names
     PostgreSQL gives them under the quoting config (_pgstream_folded_name). -#}
 {% macro _pgstream_node_relation(node) %}
-  {%- set quoting = node.config.get('quoting') or {} -%}
-  {%- set name = dbt_pgstream._pgstream_folded_name(
-      node.config.get('stream_table_name') or node.alias, 'identifier', quoting) -%}
-  {%- set schema = dbt_pgstream._pgstream_folded_name(
-      node.config.get('stream_table_schema') or node.schema, 'schema', quoting) -%}
+  {%- set schema, name = dbt_pgstream._pgstream_deploy_names(node.name, node.config, node.alias,
+      node.schema, node.config.get('quoting') or {}) -%}
   {{ return(api.Relation.create(database=node.database, schema=schema, identifier=name,
                                 type='table')) }}
 {% endmacro %}
@@ -114,7 +111,8 @@
   {%- if execute -%}
     {%- for node in dbt_pgstream._pgstream_stream_table_nodes() -%}
       {%- if node.schema == model.schema and node.alias == model.identifier
-            and (node.config.get('stream_table_name') or node.config.get('stream_table_schema')) -%}
+            and (node.config.get('stream_table_name') is not none
+                 or node.config.get('stream_table_schema') is not none) -%}
         {{ return(dbt_pgstream._pgstream_node_relation(node)) }}
       {%- endif -%}
     {%- endfor -%}

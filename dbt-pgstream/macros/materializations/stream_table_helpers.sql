@@ -1,31 +1,19 @@
-{#- Private helpers of the stream_table materialization's plan (see stream_table.sql). -#}
+{#- Private helpers of the stream_table materialization (see stream_table.sql). -#}
 
-{#- What runs after the create / alter / replace in the same statement, or alone on an unchanged
-    run when something differs: managed indexes, persisted docs, grants. `rebuilt`: the table is
-    new (created or replaced), so everything configured is applied. -#}
-{% macro _pgstream_post_sql(relation, cfg, state, rebuilt) %}
-  {{ return(dbt_pgstream._pgstream_index_changes(relation, cfg, state, rebuilt).sql
+{#- What runs after the create / alter / replace in the same statement, or alone on a run that
+    leaves the stream table in place when something differs: managed indexes (unless `indexes`
+    is false: a configuration change, left alone by on_configuration_change 'continue'),
+    persisted docs, grants. `rebuilt`: the table is new (created or replaced), so everything
+    configured is applied. Returns a list of SQL statements. -#}
+{% macro _pgstream_post_sql(relation, cfg, state, rebuilt, indexes=true) %}
+  {{ return((dbt_pgstream._pgstream_index_changes(relation, cfg, state, rebuilt).sql
+             if indexes else [])
             + dbt_pgstream._pgstream_docs_sql(relation, state, rebuilt)
             + dbt_pgstream._pgstream_grants_sql(relation, state, rebuilt)) }}
 {% endmacro %}
 
 
-{#- ['schedule 1m -> 5m', 'indexes +btree (customer_id)', ...] -#}
-{% macro _pgstream_describe_changes(changes) %}
-  {%- set described = [] -%}
-  {%- for change in changes -%}
-    {%- if change[0] == 'indexes' -%}
-      {%- do described.append('indexes ' ~ change[2]) -%}
-    {%- elif change[0] == 'query' -%}
-      {%- do described.append('query changed') -%}
-    {%- else -%}
-      {%- do described.append(change[0] ~ ' ' ~ change[1] ~ ' -> ' ~ change[2]) -%}
-    {%- endif -%}
-  {%- endfor -%}
-  {{ return(described) }}
-{% endmacro %}
-
-
+{#- ['+unique btree (customer_id)', '-pgs_idx_...'] of an index change, joined by spaces. -#}
 {% macro _pgstream_describe_index_changes(index_changes) %}
   {%- set parts = [] -%}
   {%- for index in index_changes.create -%}
@@ -38,35 +26,10 @@
 {% endmacro %}
 
 
-{#- on_configuration_change = 'fail': stop with what differs; 'continue': warn and leave the
-    stream table as it is (grants and docs are still reconciled, as dbt does for materialized
-    views). -#}
-{% macro _pgstream_configuration_change_plan(relation, cfg, state, differences) %}
-  {%- set where = "stream_table model '" ~ model.name ~ "' (" ~ relation.schema ~ '.'
-      ~ relation.identifier ~ ")" -%}
-  {%- if cfg.on_configuration_change == 'fail' -%}
-    {{ exceptions.raise_compiler_error("dbt_pgstream: " ~ where
-        ~ ": configuration changes found and on_configuration_change='fail': "
-        ~ differences | join(', ')
-        ~ ". Nothing was changed. Set on_configuration_change='apply' (or run with "
-        ~ "--full-refresh) to apply them.") }}
-  {%- endif -%}
-  {%- do exceptions.warn("dbt_pgstream: " ~ where
-      ~ ": configuration changes found and on_configuration_change='continue', not applied: "
-      ~ differences | join(', ')) -%}
-  {{ return({'action': 'unchanged',
-             'message': 'unchanged (on_configuration_change=continue: '
-                        ~ differences | join(', ') ~ ')',
-             'sql': '', 'post': dbt_pgstream._pgstream_post_sql(relation, cfg, state, false)
-                                | reject('in', dbt_pgstream._pgstream_index_changes(
-                                    relation, cfg, state, false).sql) | list}) }}
-{% endmacro %}
-
-
 {#- The adapter_response code of a run (run_results.json): CREATE, ALTER, REPLACE, NO-OP, SKIP. -#}
 {% macro _pgstream_result_code(action) %}
   {{ return({'created': 'CREATE', 'altered': 'ALTER', 'replaced': 'REPLACE',
-             'unchanged': 'NO-OP', 'skipped': 'SKIP'}[action]) }}
+             'unchanged': 'NO-OP', 'continue': 'NO-OP', 'skipped': 'SKIP'}[action]) }}
 {% endmacro %}
 
 
@@ -79,6 +42,7 @@
   {{ return(flags.EMPTY is sameas true) }}
 {% endmacro %}
 
+{#- Private: checks the model's SQL (one `... LIMIT 0` query) and returns the run's message. -#}
 {% macro _pgstream_empty_run_check(query, contract_checked) %}
   {#- run even after a contract check: its queries open no transaction, and the materialization
       commits one -#}
@@ -87,9 +51,8 @@
 {{ query }}
     ) AS dbt_pgstream_empty_check LIMIT 0
   {%- endcall -%}
-  {{ return({'action': 'skipped', 'sql': '', 'post': [],
-             'message': 'skipped (--empty: the model SQL was checked; no stream table is '
-                        ~ 'created or changed by an --empty run)'}) }}
+  {{ return('skipped (--empty: the model SQL was checked; no stream table is created or '
+            ~ 'changed by an --empty run)') }}
 {% endmacro %}
 
 
