@@ -7,7 +7,7 @@
     list of strings, each 'tag:<tag>', 'version:latest|old|prerelease|none', or a model name
     ('name': every version of a versioned model; 'name.v2' / 'name_v2': that version, as
     `dbt ls --select` lists them; an unknown name or a model that is not a stream_table is a
-    compile error). Returns the nodes, without duplicates, in graph order. -#}
+    compile error). Returns the nodes, without duplicates, in the order of the manifest's nodes (not a dependency order). -#}
 {% macro _pgstream_select_nodes(select=none, caller_name='dbt_pgstream') %}
   {%- set all_nodes = dbt_pgstream._pgstream_stream_table_nodes() -%}
   {%- if select is none -%}

@@ -25,13 +25,12 @@
   {%- set nodes = dbt_pgstream._pgstream_select_nodes(select, 'wait_for_populated') -%}
   {%- set datetime = modules.datetime -%}
   {%- set started = datetime.datetime.now() -%}
-  {%- set state = namespace(empty=[], done=false, checks=0, initializing=[]) -%}
+  {%- set state = namespace(empty=[], done=false, initializing=[]) -%}
   {%- set poll = [poll_seconds, 0.1] | max -%}
   {#- At most one check per poll interval, plus the first and the last. -#}
   {%- for attempt in range(((timeout_seconds / poll) | round(0, 'ceil') | int) + 2) -%}
     {%- set rows = dbt_pgstream._pgstream_project_catalog(nodes) -%}
     {%- do adapter.commit() -%}
-    {%- set state.checks = state.checks + 1 -%}
     {%- set empty = [] -%}
     {%- set initializing = [] -%}
     {%- for row in rows -%}

@@ -9,7 +9,8 @@
 {% endmacro %}
 
 
-{#- Private: the stream_table model nodes of the project (every package), in graph order. -#}
+{#- Private: the stream_table model nodes of the project (every package), in the order of the
+    manifest's nodes (not a dependency order). -#}
 {% macro _pgstream_stream_table_nodes() %}
   {%- set nodes = [] -%}
   {%- for node in graph.nodes.values() -%}
