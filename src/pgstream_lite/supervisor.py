@@ -28,6 +28,8 @@ from pathlib import Path
 
 import psutil
 
+from pgstream_lite.messages import last_line
+
 LOG_NAME = "scheduler.log"
 FATAL_EXIT = 1  # the scheduler's exit code for an error retrying cannot fix
 MODULE = "pgstream_lite.supervisor"
@@ -237,7 +239,7 @@ def supervise(data_dir: Path, dsn: str, interval_ms: int | None) -> int:
         if stopping.is_set():
             break
         if code == FATAL_EXIT:
-            detail = _last_nonempty(err) or last_log_line(data_dir) or "no detail"
+            detail = last_line(err, "") or last_log_line(data_dir) or "no detail"
             log.error("scheduler ended with an error retrying cannot fix, not restarted: %s",
                       detail)
             return FATAL_EXIT
@@ -245,7 +247,7 @@ def supervise(data_dir: Path, dsn: str, interval_ms: int | None) -> int:
         if time.monotonic() - started >= MIN_UPTIME_S:
             backoff = 1.0
         log.warning("scheduler (pid %d) %s%s; restarting in %.0f s", child.pid, how,
-                    f": {_last_nonempty(err)}" if _last_nonempty(err) else "", backoff)
+                    f": {last_line(err, '')}" if last_line(err, "") else "", backoff)
         stopping.wait(backoff)
         backoff = min(backoff * 2, MAX_BACKOFF_S)
     if child is not None and child.poll() is None:
@@ -256,11 +258,6 @@ def supervise(data_dir: Path, dsn: str, interval_ms: int | None) -> int:
             child.wait()
     log.info("scheduler stopped")
     return 0
-
-
-def _last_nonempty(text: str | None) -> str:
-    lines = [line for line in (text or "").splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
