@@ -97,5 +97,10 @@ test-dbt16: $(VENV)/.installed $(VENV_DBT16)/.installed
 bench: $(VENV)/.installed
 	$(PY) benchmarks/run.py
 
+# Stops every server (and scheduler) a demo or a test left under .pgdata (demo --keep), then
+# removes what the project made in the clone. Caches outside it (~/.cache/dbt-pgstream) stay.
 clean:
-	rm -rf $(VENV) $(VENV_DBT16) .tmp
+	@for dir in .pgdata/*/; do \
+	  if [ -d "$$dir" ] && [ -x $(VENV)/bin/pgstream-lite ]; then \
+	    $(VENV)/bin/pgstream-lite stop --data-dir "$$dir" || true; fi; done
+	rm -rf $(VENV) $(VENV_DBT16) .tmp .pgdata build
