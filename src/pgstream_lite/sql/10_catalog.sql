@@ -97,6 +97,9 @@ CREATE TABLE IF NOT EXISTS pgstream_lite.capture (
     trigger_function  text
 );
 
+-- The horizon of the last cleanup of the buffer (see pgstream_lite.cleanup_buffers).
+ALTER TABLE pgstream_lite.capture ADD COLUMN IF NOT EXISTS cleaned_to xid8;
+
 CREATE TABLE IF NOT EXISTS pgstream_lite.engine (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     version    text NOT NULL,

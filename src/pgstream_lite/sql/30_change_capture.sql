@@ -677,12 +677,18 @@ BEGIN
 END;
 $$;
 
--- Delete buffered changes every stream table reading the source has consumed.
+-- Delete buffered changes every stream table reading the source has consumed: those of
+-- transactions below the smallest xmin of their frontiers. capture.cleaned_to remembers the
+-- horizon of the last cleanup (every row below it is gone: such a transaction had ended before
+-- every frontier, so none of its rows can come later), so a cleanup deletes the range from there
+-- on and never walks the index entries of rows deleted before (until vacuum they stay). A
+-- buffer another refresh is cleaning (its capture row locked) is skipped.
 CREATE OR REPLACE FUNCTION pgstream_lite.cleanup_buffers(p_pgs_id bigint)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     b record;
     horizon xid8;
+    v_from xid8;
 BEGIN
     FOR b IN SELECT * FROM pgstream_lite.st_buffers(p_pgs_id) s WHERE s.buffer_name IS NOT NULL LOOP
         SELECT CASE WHEN bool_and(s.frontier->>'snapshot' IS NOT NULL)
@@ -691,9 +697,17 @@ BEGIN
           FROM pgstream.pgs_dependencies d
           JOIN pgstream.pgs_stream_tables s ON s.pgs_id = d.pgs_id
          WHERE d.source_relid = b.source_relid;
-        IF horizon IS NOT NULL THEN
-            EXECUTE format('DELETE FROM %I.%I x WHERE x.xid < $1', b.buffer_schema, b.buffer_name)
-                USING horizon;
+        IF horizon IS NULL THEN
+            CONTINUE;
+        END IF;
+        SELECT c.cleaned_to INTO v_from FROM pgstream_lite.capture c
+         WHERE c.source_relid = b.source_relid FOR UPDATE SKIP LOCKED;
+        IF FOUND AND (v_from IS NULL OR horizon > v_from) THEN
+            EXECUTE format('DELETE FROM %I.%I x WHERE x.xid >= $1 AND x.xid < $2',
+                           b.buffer_schema, b.buffer_name)
+                USING coalesce(v_from, '0'::xid8), horizon;
+            UPDATE pgstream_lite.capture c SET cleaned_to = horizon
+             WHERE c.source_relid = b.source_relid;
         END IF;
     END LOOP;
 END;
