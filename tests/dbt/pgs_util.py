@@ -10,7 +10,34 @@ from pathlib import Path
 import psycopg
 import pytest
 from dbt.tests.util import run_dbt, write_file
+from dbt.version import __version__ as dbt_version
 from engine_names import engine_sql, pgs_keys  # noqa: F401  (re-exported for the tests)
+
+# The installed dbt-core as (major, minor): the suite runs on the oldest supported (1.6) and the
+# newest (make test); what only some versions have runs there and is skipped, with the reason,
+# on the others (requires_dbt).
+DBT_VERSION: tuple[int, int] = tuple(int(p) for p in dbt_version.split(".")[:2])  # type: ignore[assignment]
+
+# The key a model's data tests are declared under in a properties file: `data_tests` from dbt 1.8;
+# dbt 1.6/1.7 read `tests` and silently ignore `data_tests` (`dbt test` would then run nothing).
+DATA_TESTS_KEY = "data_tests" if DBT_VERSION >= (1, 8) else "tests"
+
+
+def properties(text: str) -> str:
+    """A properties (schema.yml) text written with `data_tests:` keys, in the key the installed
+    dbt reads (DATA_TESTS_KEY). Every properties text of the suite that declares data tests goes
+    through it."""
+    return text.replace("data_tests:", f"{DATA_TESTS_KEY}:")
+
+
+def requires_dbt(version: tuple[int, int], reason: str) -> pytest.MarkDecorator:
+    """Skip (reported, with `reason`) on a dbt-core older than `version` (major, minor): for a
+    dbt feature the test needs that older versions do not have."""
+    return pytest.mark.skipif(
+        DBT_VERSION < version,
+        reason=f"needs dbt-core >= {'.'.join(map(str, version))} (installed {dbt_version}):"
+               f" {reason}",
+    )
 
 RAW_ORDERS_CSV = """id,customer_id,amount
 1,1,10.00

@@ -32,12 +32,13 @@ def outcomes(results) -> dict:
 
 class TestHealthy(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {
             "order_totals.sql": order_totals(", schedule='1h'"),
             "pending_totals.sql": order_totals(", schedule='1h', initialize=false"),
             "plain.sql": "{{ config(materialized='table') }} SELECT 1 AS id",
-            "schema.yml": """
+            "schema.yml": properties("""
 version: 2
 models:
   - name: order_totals
@@ -46,7 +47,7 @@ models:
     data_tests: [dbt_pgstream.stream_table_healthy]
   - name: plain
     data_tests: [dbt_pgstream.stream_table_healthy]
-""",
+"""),
         }
 
     def healthy(self, expect_pass=True, select="order_totals") -> tuple[str, int]:
@@ -88,7 +89,7 @@ models:
         assert self.healthy(expect_pass=False) == ("fail", 2)
 
 
-MATCHES_YML = """
+MATCHES_YML = properties("""
 version: 2
 models:
   - name: order_totals
@@ -97,12 +98,13 @@ models:
     data_tests: [dbt_pgstream.stream_table_matches_query]
   - name: plain
     data_tests: [dbt_pgstream.stream_table_matches_query]
-"""
+""")
 
 
 class TestMatchesQuery(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {
             "order_totals.sql": order_totals(", schedule='1h'"),
             "full_totals.sql": order_totals(", schedule='1h', refresh_mode='FULL'"),
@@ -157,16 +159,17 @@ class TestMatchesQuery(SeededProject):
 
 class TestRefreshOnRun(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {
             "order_totals.sql": order_totals(", schedule='1h', refresh_on_run=true"),
             "lagging_totals.sql": order_totals(", schedule='1h'"),
-            "schema.yml": """
+            "schema.yml": properties("""
 version: 2
 models:
   - name: order_totals
     data_tests: [dbt_pgstream.stream_table_matches_query]
-""",
+"""),
         }
 
     def test_build_sees_fresh_data(self, project, pg):
@@ -209,13 +212,14 @@ class TestGenericTestsFollowNameOverrides(SeededProject):
     not at dbt's relation of the model (which does not exist)."""
 
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {
             "order_totals.sql": order_totals(
                 ", schedule='1h', stream_table_name='totals_live'"
                 ", stream_table_schema=target.schema ~ '_live'"
             ),
-            "schema.yml": """
+            "schema.yml": properties("""
 version: 2
 models:
   - name: order_totals
@@ -223,7 +227,7 @@ models:
       - dbt_pgstream.stream_table_healthy
       - dbt_pgstream.stream_table_matches_query
       - dbt_pgstream.stream_table_is_fresh
-""",
+"""),
         }
 
     def test_checks_the_overridden_relation(self, project, pg):

@@ -115,9 +115,13 @@ class TestTwoProcessesAtOnce(SeededProject):
 
         for i in range(MODELS):
             write_model(project, f"st_{i}", model(i, schedule="5m"))
-        self._run_both(project)  # both alter
+        out = self._run_both(project, pg)  # both decided to alter
         self._assert_each_once(pg, None)
         assert {pg.st(f"st_{i}")["schedule"] for i in range(MODELS)} == {"5m"}
+        # the alter is re-checked under the lock: the second one calls nothing and says so
+        for i in range(MODELS):
+            assert out.count(f"st_{i} ({pg.schema}.st_{i}): altered (schedule 1m -> 5m)") == 1, out
+            assert out.count(f"st_{i} ({pg.schema}.st_{i}): {CONCURRENT}") == 1, out
 
         for i in range(MODELS):
             write_model(project, f"st_{i}", model(i, "5m", ", MAX(amount) AS max_amount"))

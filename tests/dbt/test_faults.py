@@ -102,11 +102,13 @@ class ScheduledProject(SeededProject):
     are dropped at its end."""
 
     @pytest.fixture(scope="class")
-    def dbt_database(self, dbt_database: str, engine: str) -> str:
+    @classmethod
+    def dbt_database(cls, dbt_database: str, engine: str) -> str:
         return "postgres" if engine == "pg_stream" else dbt_database
 
     @pytest.fixture(scope="class", autouse=True)
-    def _one_second_schedules(self, project, db_dsn, engine) -> Iterator[None]:
+    @classmethod
+    def _one_second_schedules(cls, project, db_dsn, engine) -> Iterator[None]:
         guc = MIN_SCHEDULE_GUC.get(engine, "pg_stream.min_schedule_seconds")
         with psycopg.connect(db_dsn, autocommit=True) as conn:
             conn.execute(f'ALTER DATABASE "{project.database}" SET {guc} = 1')
@@ -137,11 +139,13 @@ GROUP BY customer_id
 
 class TestKilledMidMaterialization(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {"order_totals.sql": SLOW}
 
     @pytest.fixture(scope="class", autouse=True)
-    def _slow_true(self, project, pg):
+    @classmethod
+    def _slow_true(cls, project, pg):
         pg.execute(
             f'CREATE FUNCTION "{pg.schema}".slow_true(seconds float8) RETURNS boolean'
             " LANGUAGE plpgsql IMMUTABLE AS 'BEGIN PERFORM pg_sleep(seconds); RETURN true; END'"
@@ -189,7 +193,8 @@ class TestKilledMidMaterialization(SeededProject):
 
 class TestServerRestart(ScheduledProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {"order_totals.sql": order_totals(", schedule='1s'")}
 
     def test_runs_and_scheduler_survive_restarts(self, project, pg_server, db_dsn, engine):
@@ -225,17 +230,18 @@ FROM {{ target.schema }}.src
 GROUP BY customer_id
 """
 
-HEALTH_YML = """
+HEALTH_YML = properties("""
 version: 2
 models:
   - name: order_totals
     data_tests: [dbt_pgstream.stream_table_healthy]
-"""
+""")
 
 
 class TestSourceChangedUnderStreamTable(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {"order_totals.sql": SRC_MODEL, "schema.yml": HEALTH_YML}
 
     def _health_failure(self) -> str:
@@ -286,7 +292,8 @@ class TestSourceChangedUnderStreamTable(SeededProject):
 
 class TestOtherApiVersion(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {"order_totals.sql": order_totals()}
 
     def test_names_the_mismatch(self, project, pg):

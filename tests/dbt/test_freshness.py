@@ -61,7 +61,8 @@ class TestLoadedAtQuery(SeededProject):
     """Mechanism 1: `loaded_at_query: "{{ dbt_pgstream.stream_table_loaded_at_query() }}"`."""
 
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {
             **STREAM_MODELS,
             "sources.yml": """
@@ -119,7 +120,8 @@ class TestCollectFreshnessOverride(SeededProject):
     """Mechanism 2: dispatch dbt's collect_freshness to dbt_pgstream's postgres__ override."""
 
     @pytest.fixture(scope="class")
-    def project_config_update(self):
+    @classmethod
+    def project_config_update(cls):
         return {
             "dispatch": [
                 {"macro_namespace": "dbt", "search_order": ["test", "dbt_pgstream", "dbt"]}
@@ -127,7 +129,8 @@ class TestCollectFreshnessOverride(SeededProject):
         }
 
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {
             **STREAM_MODELS,
             # a plain table with a loaded_at column: 2 h and 3 h old
@@ -208,12 +211,13 @@ def scheduler(engine, dsn, pg):
 
 class TestIsFreshAndSourceFreshness(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {
             "fast_totals.sql": order_totals(f", schedule='{SHORT}s'"),
             "pending_totals.sql": order_totals(", schedule='1h', initialize=false"),
             "plain.sql": "{{ config(materialized='table') }} SELECT 1 AS id",
-            "schema.yml": """
+            "schema.yml": properties("""
 version: 2
 models:
   - name: fast_totals
@@ -224,7 +228,7 @@ models:
     data_tests: [dbt_pgstream.stream_table_is_fresh]
   - name: plain
     data_tests: [dbt_pgstream.stream_table_is_fresh]
-""",
+"""),
         }
 
     @staticmethod
@@ -298,13 +302,13 @@ models:
 
     def test_bad_max_staleness_is_a_compile_error(self, project):
         write_file(
-            """
+            properties("""
 version: 2
 models:
   - name: fast_totals
     data_tests:
       - dbt_pgstream.stream_table_is_fresh: {max_staleness: 'ten minutes'}
-""",
+"""),
             project.project_root,
             "models",
             "schema.yml",
@@ -319,7 +323,8 @@ class TestSourceFreshnessNames(SeededProject):
     """pgstream_source_freshness resolves 'source.table', 'schema.table', model and source names."""
 
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {
             "order_totals.sql": order_totals(", schedule='1h'"),
             "sources.yml": """

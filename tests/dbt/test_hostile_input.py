@@ -85,19 +85,22 @@ def hostile_query_file(name: str) -> str:
 
 class TestHostileNamesAndQueries(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         files = {f"{name}.sql": model(config, source=OWN_SOURCE)
                  for name, (config, _, _) in HOSTILE_NAMES.items()}
         files.update({f"{name}.sql": hostile_query_file(name) for name in HOSTILE_QUERIES})
         return files
 
     @pytest.fixture(scope="class", autouse=True)
-    def _own_sources(self, _seeded, pg):
+    @classmethod
+    def _own_sources(cls, _seeded, pg):
         for name in [*HOSTILE_NAMES, *HOSTILE_QUERIES]:
             pg.execute(f'CREATE TABLE "{pg.schema}".src_{name} AS TABLE "{pg.schema}".raw_orders')
 
     @pytest.fixture(scope="class", autouse=True)
-    def _canary(self, project, pg):
+    @classmethod
+    def _canary(cls, project, pg):
         pg.execute(f'CREATE TABLE "{pg.schema}".canary (v text)')
         pg.execute(f"INSERT INTO \"{pg.schema}\".canary VALUES ('alive')")
         pg.execute(f'ALTER DATABASE "{project.database}" SET pg_stat_statements.track = \'all\'')
@@ -246,11 +249,13 @@ REJECTED = {
 
 class TestHostileInputRejected(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {"placeholder.sql": "SELECT 1 AS a"}
 
     @pytest.fixture(scope="class", autouse=True)
-    def _canary(self, project, pg):
+    @classmethod
+    def _canary(cls, project, pg):
         pg.execute(f'CREATE TABLE "{pg.schema}".canary (v text)')
         pg.execute(f"INSERT INTO \"{pg.schema}\".canary VALUES ('alive')")
 

@@ -56,13 +56,14 @@ class RoleProject(SeededProject):
     readme_grants = True
 
     @pytest.fixture(scope="class")
-    def role(self, server_port, dbt_database, engine):
+    @classmethod
+    def role(cls, server_port, dbt_database, engine):
         name = f"dbt_role_{dbt_database}"
         with psycopg.connect(dsn_for(server_port, dbt_database), autocommit=True) as conn:
             _drop_role(conn, name)
             conn.execute(f'CREATE ROLE "{name}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE')
             conn.execute(f'GRANT CREATE ON DATABASE "{dbt_database}" TO "{name}"')
-            if self.readme_grants:
+            if cls.readme_grants:
                 for statement in readme_grants(name, engine):
                     conn.execute(statement)
         yield name
@@ -70,7 +71,8 @@ class RoleProject(SeededProject):
             _drop_role(conn, name)
 
     @pytest.fixture(scope="class")
-    def dbt_profile_target(self, server_port, dbt_database, role):
+    @classmethod
+    def dbt_profile_target(cls, server_port, dbt_database, role):
         return {
             "type": "postgres",
             "threads": 4,
@@ -82,7 +84,8 @@ class RoleProject(SeededProject):
         }
 
     @pytest.fixture(scope="class", autouse=True)
-    def _no_create_on_database(self, project, role, db_dsn):
+    @classmethod
+    def _no_create_on_database(cls, project, role, db_dsn):
         with psycopg.connect(db_dsn, autocommit=True) as conn:
             conn.execute(f'REVOKE CREATE ON DATABASE "{project.database}" FROM "{role}"')
             owner = conn.execute(
@@ -95,7 +98,7 @@ class RoleProject(SeededProject):
             ).fetchone()[0]
 
 
-SCHEMA_YML = """
+SCHEMA_YML = properties("""
 version: 2
 models:
   - name: order_totals
@@ -104,12 +107,13 @@ models:
         data_tests: [not_null, unique]
     data_tests:
       - dbt_pgstream.stream_table_healthy
-"""
+""")
 
 
 class TestLifecycleWithReadmeGrants(RoleProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {"order_totals.sql": order_totals(), "schema.yml": SCHEMA_YML}
 
     def test_whole_lifecycle(self, project, pg, role):
@@ -163,7 +167,8 @@ SELECT current_user::text AS who, COUNT(*) AS n FROM {{ ref('raw_orders') }} GRO
 )
 class TestSuperuserRefreshRunsAsOwner(RoleProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {"who.sql": WHO_SQL}
 
     def test_query_evaluated_as_owner(self, project, pg, role):
@@ -180,7 +185,8 @@ class TestMissingRightsAreNamed(RoleProject):
     readme_grants = False
 
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {"order_totals.sql": order_totals()}
 
     def _error(self) -> str:

@@ -29,7 +29,8 @@ def run_operation(macro: str, args: dict | None = None, expect_pass: bool = True
 
 class TestRefreshAll(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {
             # names chosen so that alphabetical order is NOT upstream-first
             "z_order_totals.sql": order_totals(", schedule='1h', tags=['nightly']"),
@@ -88,7 +89,8 @@ class TestRefreshAll(SeededProject):
 
 class TestStatusAndCdcHealth(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {
             "order_totals.sql": order_totals(", schedule='5m'"),
             "pending_totals.sql": order_totals(", schedule='1h', initialize=false"),
@@ -151,7 +153,8 @@ class TestStatusAndCdcHealth(SeededProject):
 
 class TestWaitForPopulated(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {
             "order_totals.sql": order_totals(", schedule='1h', initialize=false"),
             "full_totals.sql": order_totals(

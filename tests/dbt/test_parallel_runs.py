@@ -63,7 +63,8 @@ def assert_each_once(pg, extra_column: str | None) -> None:
 
 class TestFourProcessesAtOnce(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self, engine):
+    @classmethod
+    def models(cls, engine):
         return model_files(engine)
 
     def test_create_then_replace(self, project, pg):
@@ -76,11 +77,13 @@ class TestFourProcessesAtOnce(SeededProject):
 
 class TestRunsRacingTheScheduler(ScheduledProject):
     @pytest.fixture(scope="class")
-    def models(self, engine):
+    @classmethod
+    def models(cls, engine):
         return model_files(engine)
 
     @pytest.fixture(scope="class", autouse=True)
-    def _keyed_source(self, _seeded, pg):
+    @classmethod
+    def _keyed_source(cls, _seeded, pg):
         # pg_trickle 0.67 cannot refresh a stream table over a source without a primary key
         # once another stream table reads it (st_c reads st_a): its index on __pgt_row_id is
         # not unique then, and that refresh path needs one ("there is no unique or exclusion

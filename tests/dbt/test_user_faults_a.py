@@ -73,7 +73,8 @@ KEPT_ENDING = {
 
 class TestTerminators(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         models = {
             f"{name}.sql": "{{ config(materialized='stream_table', refresh_mode='FULL') }}\n" + text
             for name, text in TERMINATED.items()
@@ -126,7 +127,8 @@ class TestTerminators(SeededProject):
         }
 
     @pytest.fixture(scope="class")
-    def macros(self):
+    @classmethod
+    def macros(cls):
         return {
             "make_by_macro.sql": """
 {% macro make_by_macro() %}
@@ -204,7 +206,8 @@ class TestGrantees(SeededProject):
             yield roles
 
     @pytest.fixture(scope="class")
-    def models(self, roles):
+    @classmethod
+    def models(cls, roles):
         models = {}
         for i, (name, grants) in enumerate(grant_models(*roles).items()):
             # a Jinja dict literal (the texts hold no single quote or backslash)
@@ -295,7 +298,8 @@ SELECT id, amount FROM raw_orders
 
 class TestSqlHeader(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {
             "h_plain.sql": HEADER_SQL.format(config=""),
             "h_contract.sql": HEADER_SQL.format(config=", refresh_mode='FULL'"),
@@ -342,7 +346,8 @@ def pasted(logs: str) -> list[str]:
 
 class TestRunnableHints(SeededProject):
     @pytest.fixture(scope="class")
-    def models(self, engine):
+    @classmethod
+    def models(cls, engine):
         models = {
             "k_one.sql": "{{ config(materialized='stream_table', refresh_mode='FULL') }}\n"
             "SELECT id, amount FROM {{ ref('raw_orders') }}\n",
@@ -471,7 +476,8 @@ class TestNotInstalledHint(SeededProject):
     the model then deploys."""
 
     @pytest.fixture(scope="class")
-    def dbt_database(self, dsn):
+    @classmethod
+    def dbt_database(cls, dsn):
         name = f"dbt_no_engine_{os.getpid()}"
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -481,7 +487,8 @@ class TestNotInstalledHint(SeededProject):
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {
             "n_one.sql": "{{ config(materialized='stream_table', refresh_mode='FULL') }}\n"
             "SELECT id FROM {{ ref('raw_orders') }}\n"
@@ -508,7 +515,8 @@ class TestMissingRightsHint(RoleProject):
     readme_grants = False
 
     @pytest.fixture(scope="class")
-    def models(self):
+    @classmethod
+    def models(cls):
         return {
             "r_one.sql": "{{ config(materialized='stream_table', refresh_mode='FULL') }}\n"
             "SELECT id FROM {{ ref('raw_orders') }}\n"

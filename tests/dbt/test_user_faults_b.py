@@ -260,7 +260,7 @@ Q_DOWN = """{{ config(materialized='table') }}
 SELECT u.customer_id, u.total_amount, s.order_count
 FROM {{ ref('q_upper') }} AS u JOIN {{ ref('q_schema') }} AS s USING (customer_id)
 """
-Q_TESTS_YML = """
+Q_TESTS_YML = properties("""
 models:
   - name: q_upper
     data_tests:
@@ -271,7 +271,7 @@ models:
     data_tests:
       - dbt_pgstream.stream_table_healthy
       - dbt_pgstream.stream_table_matches_query
-"""
+""")
 
 
 class TestQuotingFalse(SeededProject):
