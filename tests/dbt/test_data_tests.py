@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import pytest
 from dbt.tests.util import run_dbt, run_dbt_and_capture
-from pgs_util import TOTALS, SeededProject, message, order_totals, totals_rows, write_model
+from pgs_util import (
+    TOTALS,
+    SeededProject,
+    message,
+    order_totals,
+    properties,
+    totals_rows,
+    write_model,
+)
 from refreshes import refresh_marks, refreshes_since
 
 # A stored row written behind the engine's back: the flag that lets the engine's own refresh

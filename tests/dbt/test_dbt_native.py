@@ -20,6 +20,7 @@ from pgs_util import (
     is_engine_detection,
     message,
     order_totals,
+    properties,
     query_changed,
     sent,
     temporary_roles,
@@ -486,8 +487,10 @@ class TestDbtCommands(SeededProject):
     def models(cls):
         return {
             "order_totals.sql": order_totals(),
-            "schema.yml": "version: 2\nmodels:\n  - name: order_totals\n    columns:\n"
-            "      - name: customer_id\n        data_tests: [unique, not_null]\n",
+            "schema.yml": properties(
+                "version: 2\nmodels:\n  - name: order_totals\n    columns:\n"
+                "      - name: customer_id\n        data_tests: [unique, not_null]\n"
+            ),
         }
 
     def test_commands(self, project, pg):

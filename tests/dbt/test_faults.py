@@ -25,6 +25,7 @@ from pgs_util import (
     engine_sql,
     message,
     order_totals,
+    properties,
     query_changed,
     totals_rows,
     write_model,

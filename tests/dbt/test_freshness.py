@@ -19,7 +19,7 @@ import time
 
 import pytest
 from dbt.tests.util import run_dbt, run_dbt_and_capture, write_file
-from pgs_util import SeededProject, order_totals
+from pgs_util import SeededProject, order_totals, properties
 from refreshes import Scheduler
 
 # Several stream tables over one source created in parallel hit an engine race (duplicate

@@ -16,6 +16,7 @@ from pgs_util import (
     SeededProject,
     message,
     order_totals,
+    properties,
     query_changed,
     totals_rows,
     write_model,

@@ -28,6 +28,7 @@ from dbt.tests.util import run_dbt, run_dbt_and_capture
 from pgs_util import (
     SeededProject,
     message,
+    properties,
     query_changed,
     quotes_names,
     sent,
@@ -95,7 +96,7 @@ class TestTerminators(SeededProject):
             "      - {name: id, data_type: integer}\n"
             "      - {name: amount, data_type: numeric}\n"
         )
-        models["schema.yml"] = yml
+        models["schema.yml"] = properties(yml)
         return models
 
     def test_terminators_never_reach_a_query(self, project, pg):

@@ -14,7 +14,15 @@ import json
 
 import pytest
 from dbt.tests.util import run_dbt, run_dbt_and_capture, write_file
-from pgs_util import TOTALS, SeededProject, message, order_totals, totals_rows, write_model
+from pgs_util import (
+    TOTALS,
+    SeededProject,
+    message,
+    order_totals,
+    properties,
+    totals_rows,
+    write_model,
+)
 
 RAW_OTHER_CSV = """id,customer_id,amount
 1,1,1.00
