@@ -184,6 +184,15 @@ CREATE TABLE {schema}.events (id integer PRIMARY KEY, grp integer NOT NULL, v nu
 INSERT INTO {schema}.events SELECT g, g % 5, g FROM generate_series(1, 40) AS g;
 """
 
+class EventsProject:
+    """Base of test classes over the `events` table (SOURCE_DDL), created once per class."""
+
+    @pytest.fixture(scope="class", autouse=True)
+    @classmethod
+    def _source(cls, pg):
+        pg.execute(SOURCE_DDL.format(schema=pg.schema))
+
+
 API_CALLS = (
     "create_stream_table(",
     "alter_stream_table(",

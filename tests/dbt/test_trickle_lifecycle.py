@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from dbt.tests.util import run_dbt
-from pgs_util import SOURCE_DDL, api_calls, message, run_sql, temporary_roles, write_model
+from pgs_util import EventsProject, api_calls, message, run_sql, temporary_roles, write_model
 
 TRICKLE_ONLY = pytest.mark.engines("pg_trickle", reason="a pg_trickle refresh mode / function")
 
@@ -20,12 +20,7 @@ def model(config: str) -> str:
     return MODEL.format(config=config)
 
 
-class TrickleProject:
-    @pytest.fixture(scope="class", autouse=True)
-    @classmethod
-    def _source(cls, pg):
-        pg.execute(SOURCE_DDL.format(schema=pg.schema))
-
+class TrickleProject(EventsProject):
     @staticmethod
     def row(pg) -> dict:
         return pg.st("agg")

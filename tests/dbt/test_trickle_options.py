@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 from dbt.tests.util import run_dbt
-from pgs_util import SOURCE_DDL, api_calls, message, write_model
+from pgs_util import EventsProject, api_calls, message, write_model
 
 TRICKLE_ONLY = pytest.mark.engines("pg_trickle", reason="a pg_trickle option")
 OTHER_ENGINES = pytest.mark.engines(
@@ -36,7 +36,7 @@ def before_state(pg) -> tuple:
     return (pg.st_count(), pg.relid("opt"), pg.st("opt"))
 
 
-class OptionBehaviour:
+class OptionBehaviour(EventsProject):
     """Subclasses set: KEY; FIRST / SECOND (the config values, as Python literals in config());
     FIRST_STORED / SECOND_STORED (what the catalog column COLUMN then holds); IN_PLACE (an
     alter, not a replace, applies a change); BAD (a rejected value) and ALLOWED (a fragment of
@@ -58,11 +58,6 @@ class OptionBehaviour:
     @classmethod
     def models(cls):
         return {"opt.sql": model(f", {cls.KEY}={cls.FIRST}{cls.EXTRA}")}
-
-    @pytest.fixture(scope="class", autouse=True)
-    @classmethod
-    def _source(cls, pg):
-        pg.execute(SOURCE_DDL.format(schema=pg.schema))
 
     def stored(self, pg):
         return pg.value(
@@ -207,7 +202,7 @@ class TestFuseSensitivity(OptionBehaviour):
     EXTRA = ", fuse='on'"
 
 
-class TestOutputDistributionColumn:
+class TestOutputDistributionColumn(EventsProject):
     """Needs Citus in the target database, which the test servers do not have: on pg_trickle the
     package says so before any SQL runs (pg_trickle itself would fail the create)."""
 
@@ -215,11 +210,6 @@ class TestOutputDistributionColumn:
     @classmethod
     def models(cls):
         return {"opt.sql": model(", output_distribution_column='grp'")}
-
-    @pytest.fixture(scope="class", autouse=True)
-    @classmethod
-    def _source(cls, pg):
-        pg.execute(SOURCE_DDL.format(schema=pg.schema))
 
     @TRICKLE_ONLY
     def test_needs_citus(self, project, pg):
