@@ -295,8 +295,7 @@ BEGIN
     VALUES (p_pgs_id, v_start, v_start, clock_timestamp(), v_action, v_ins, v_del,
             'COMPLETED', p_initiated_by, v_start + make_interval(secs => v_secs))
     RETURNING refresh_id INTO v_refresh_id;
-    INSERT INTO pgstream_lite.refresh_path (refresh_id, path, reason)
-    VALUES (v_refresh_id, v_path, v_reason);
+    PERFORM pgstream_lite.record_path(v_refresh_id, v_path, v_reason);
 
     PERFORM pgstream_lite.prune_history(p_pgs_id);
     PERFORM pgstream_lite.cleanup_buffers(p_pgs_id);

@@ -49,6 +49,15 @@ BEGIN
 END;
 $$;
 
+-- Record the path of refresh p_refresh_id. SECURITY DEFINER: a role granted the engine's tables
+-- before this table existed (an upgraded install) can still refresh.
+CREATE OR REPLACE FUNCTION pgstream_lite.record_path(p_refresh_id bigint, p_path text,
+                                                     p_reason text)
+RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO pgstream_lite.refresh_path (refresh_id, path, reason)
+    VALUES (p_refresh_id, p_path, p_reason)
+$$;
+
 -- Tokens at parenthesis depth 0 of a query, with 1-based character positions:
 -- kind 'w' word (text upper-cased), 'q' quoted identifier (text as written), '.' ',' ';',
 -- '(' a whole parenthesised group, 'o' anything else (operators, numbers, string literals).
