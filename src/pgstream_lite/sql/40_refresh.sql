@@ -191,7 +191,6 @@ BEGIN
                 v_reason := 'no frontier';
             END IF;
         END IF;
-        v_rows := pgstream_lite.rows_sql(p_pgs_id);
         SELECT string_agg(format('%I', c), ', ' ORDER BY o) INTO v_cols
           FROM unnest(pgstream_lite.stored_columns(m)) WITH ORDINALITY AS u(c, o);
         -- The defining query runs with the rights of the storage table's owner, whoever refreshes
@@ -228,6 +227,9 @@ BEGIN
                 v_del := v_res.del;
                 v_snap := v_res.snap;
             END IF;
+        END IF;
+        IF v_path IN ('RECOMPUTE', 'FULL') THEN
+            v_rows := pgstream_lite.rows_sql(p_pgs_id);
         END IF;
         IF v_path = 'RECOMPUTE' THEN
             -- the query's statement snapshot is the frontier (see 45_delta.sql)
