@@ -82,7 +82,7 @@ class TestRefreshAll(SeededProject):
         )
         before = refresh_marks(pg)
         logs = run_operation("refresh_all_stream_tables", expect_pass=False)
-        assert f"SUSPENDED: big_customers ({pg.schema}.big_customers)" in logs
+        assert f"big_customers ({pg.schema}.big_customers): SUSPENDED" in logs
         assert "Nothing was refreshed" in logs
         assert refreshes_since(pg, before) == {name: 0 for name in before}
 
@@ -113,6 +113,7 @@ class TestStatusAndCdcHealth(SeededProject):
             "staleness",
             "last refresh",
             "errors",
+            "problem",
         ]:
             assert column in header
         assert lines["order_totals"].split()[1:6] == [
@@ -122,7 +123,7 @@ class TestStatusAndCdcHealth(SeededProject):
             "5m",
             "yes",
         ]
-        assert lines["order_totals"].rstrip().endswith(" 0")
+        assert lines["order_totals"].split()[-2:] == ["0", "-"]  # no error, no problem
         assert "never refreshed" in lines["pending_totals"]
         assert lines["pending_totals"].split()[5] == "NO"
         assert "NOT DEPLOYED" in lines["undeployed"]
@@ -199,3 +200,44 @@ class TestWaitForPopulated(SeededProject):
 
         logs = run_operation("wait_for_populated", {"timeout_seconds": "soon"}, expect_pass=False)
         assert "wait_for_populated: timeout_seconds='soon' is not allowed" in logs
+
+
+class TestRefreshAllBroken(SeededProject):
+    """A stream table whose source was dropped cannot be refreshed until its model runs again:
+    refresh_all_stream_tables checks every selected one first and stops naming it, why, and what
+    to run (nothing refreshed), or with skip_broken refreshes the others and warns;
+    stream_table_status marks it BROKEN with the reason."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def models(cls):
+        return {
+            "a_ok.sql": order_totals(", schedule='1h'"),
+            "b_broken.sql": "{{ config(materialized='stream_table', schedule='1h') }}\n"
+            "SELECT customer_id, SUM(amount) AS total FROM {{ target.schema }}.src_b"
+            " GROUP BY customer_id",
+        }
+
+    @pytest.fixture(scope="class", autouse=True)
+    @classmethod
+    def _src_b(cls, _seeded, pg):
+        pg.execute(f'CREATE TABLE "{pg.schema}".src_b AS TABLE "{pg.schema}".raw_orders')
+
+    def test_checks_first_then_skips(self, project, pg):
+        run_dbt(["run", "--threads", "1"])
+        pg.execute(f'DROP TABLE "{pg.schema}".src_b CASCADE')
+        before = refresh_marks(pg)
+        logs = run_operation("refresh_all_stream_tables", expect_pass=False)
+        assert "1 stream table(s) cannot be refreshed: " in logs
+        assert f"b_broken ({pg.schema}.b_broken): reads a relation that was dropped" in logs
+        assert "dbt run --select b_broken+" in logs and "Nothing was refreshed" in logs
+        assert refreshes_since(pg, before) == {name: 0 for name in before}
+
+        logs = run_operation("stream_table_status")
+        assert "BROKEN: reads a relation that was dropped" in logs
+
+        before = refresh_marks(pg)
+        logs = run_operation("refresh_all_stream_tables", {"skip_broken": True})
+        assert f"a_ok ({pg.schema}.a_ok): refreshed" in logs
+        assert "left out 1 stream table(s) that cannot be refreshed: b_broken" in logs
+        assert refreshes_since(pg, before) == {"a_ok": 1, "b_broken": 0}

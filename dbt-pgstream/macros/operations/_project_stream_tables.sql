@@ -88,8 +88,9 @@
 {#- Private: for each node of `nodes`, a dict: model, relation ('schema.table'), schema, table,
     deployed (bool) and, when deployed, the pg_stat_stream_tables columns status, refresh_mode,
     schedule ('CALCULATED' for none), is_populated, consecutive_errors, stale,
-    staleness_seconds, staleness (text), last_refresh_at (text) plus depth (longest chain of
-    stream tables it reads from). Ordered upstream first (depth, then model name); models that
+    staleness_seconds, staleness (text), last_refresh_at (text), depth (longest chain of
+    stream tables it reads from) and problem (why it cannot be refreshed until its model is
+    run again, or none: _pgstream_sql_problem). Ordered upstream first (depth, then model name); models that
     are not deployed come last. One query. -#}
 {% macro _pgstream_project_catalog(nodes) %}
   {%- if nodes | length == 0 -%}
@@ -123,10 +124,12 @@
                round(extract(epoch FROM s.staleness)::numeric, 1)::float8 AS staleness_seconds,
                date_trunc('second', s.staleness)::text AS staleness,
                to_char(s.last_refresh_at, 'YYYY-MM-DD HH24:MI:SS TZ') AS last_refresh_at,
-               (SELECT max(depth.level) FROM depth WHERE depth.st_id = s.{{ e.id }}) AS depth
+               (SELECT max(depth.level) FROM depth WHERE depth.st_id = s.{{ e.id }}) AS depth,
+               {{ dbt_pgstream._pgstream_sql_problem('st') }} AS problem
         FROM wanted
         LEFT JOIN {{ e.stat }} AS s
             ON s.{{ e.st_schema }} = wanted.schema_name AND s.{{ e.st_name }} = wanted.table_name
+        LEFT JOIN {{ e.stream_tables }} AS st ON st.{{ e.id }} = s.{{ e.id }}
     )
     SELECT COALESCE(json_agg(row_to_json(rows) ORDER BY rows.deployed DESC, rows.depth,
                              rows.model, rows.ordinal), '[]')::text AS catalog
@@ -172,3 +175,26 @@
   {%- endfor -%}
   {{ return(lines) }}
 {% endmacro %}
+
+
+{#- Private: SQL (text or NULL) saying why the stream table of catalog row `alias` cannot be
+    refreshed until its model is run again: its storage table was dropped, it reads a relation
+    that was dropped (by oid: the relation is gone), or a column of a source that no longer
+    exists. NULL for a healthy one (and for no row). The same predicates as the look-up's
+    (which replaces such a table on the next `dbt run`) and the stream_table_healthy test. -#}
+{% macro _pgstream_sql_problem(alias='st') -%}
+  {%- set e = dbt_pgstream._pgstream_engine() -%}
+  COALESCE(
+      CASE WHEN {{ alias }}.{{ e.id }} IS NOT NULL
+                AND {{ dbt_pgstream._pgstream_sql_storage_missing(alias) }}
+           THEN 'its storage table was dropped' END,
+      (SELECT 'reads a relation that was dropped (oid '
+              || pg_catalog.string_agg(gone.source_relid::text, ', ') || ')'
+       FROM ({{ dbt_pgstream._pgstream_sql_dropped_sources(alias) }}) AS gone
+       HAVING count(*) > 0),
+      (SELECT 'reads ' || pg_catalog.string_agg(gone.col || ' of '
+                                                || gone.source_relid::regclass::text, ', ')
+              || ', which no longer exist(s)'
+       FROM ({{ dbt_pgstream._pgstream_sql_dropped_columns(alias) }}) AS gone
+       HAVING count(*) > 0))
+{%- endmacro %}
