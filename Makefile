@@ -4,6 +4,7 @@ VENV := .venv
 VENV_DBT16 := .venv-dbt16
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
+PYTEST16 := $(VENV_DBT16)/bin/pytest
 DBT16 := $(abspath $(VENV_DBT16))/bin/dbt
 
 # The engines `make test` runs on: pgstream-lite (SQL, needs only python3) and the real Rust
@@ -31,11 +32,13 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $@
 
-# The oldest supported dbt, in a venv of its own (dbt 1.6 and 1.11 cannot share one).
-$(VENV_DBT16)/.installed:
+# The oldest supported dbt, in a venv of its own (dbt 1.6 and 1.11 cannot share one), with what
+# the functional suite (tests/dbt, dbt's pytest fixtures in-process) needs: this package (its
+# server, engine install and scheduler; its dependencies do not touch dbt's) and pytest.
+$(VENV_DBT16)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV_DBT16)
 	$(VENV_DBT16)/bin/pip install --quiet --upgrade pip
-	$(VENV_DBT16)/bin/pip install --quiet 'dbt-core~=1.6.0' 'dbt-postgres~=1.6.0'
+	$(VENV_DBT16)/bin/pip install --quiet 'dbt-core~=1.6.0' 'dbt-postgres~=1.6.0' -e . 'pytest>=8'
 	touch $@
 
 # An older PostgreSQL major (Debian's 15) for tests/engine/test_older_postgres.py: the engine must
@@ -62,18 +65,31 @@ lint: $(VENV)/.installed
 # Every tier runs even when one fails; each records its result in $(RESULTS) (junit XML per
 # tier), and the summary at the end fails the make when a tier failed, could not run (e.g. no
 # Rust toolchain for a real engine) or collected no test.
+# Tiers share nothing (each pytest session starts its own servers on free ports, in temp dirs),
+# so TEST_JOBS of them run at once; make's --output-sync prints each tier's output whole when
+# it ends. Longest first, so the two lanes end close together.
+TEST_JOBS ?= 2
+TIER_TARGETS := tier-lint $(if $(WITH_LITE),tier-pgstream-lite) $(addprefix tier-,$(REAL_ENGINES)) \
+  $(if $(WITH_LITE),tier-pgstream-lite-dbt16)
+.PHONY: $(TIER_TARGETS)
+
 test: $(VENV)/.installed $(if $(WITH_LITE),$(OLDER_PG) $(VENV_DBT16)/.installed)
 	@rm -rf $(RESULTS) && mkdir -p $(RESULTS)
+	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target $(TIER_TARGETS) || true
+	@$(TIERS) summary --expect $(EXPECTED_TIERS)
+
+tier-lint:
 	@$(TIERS) run lint -- $(VENV)/bin/ruff check src tests benchmarks demo || true
-ifneq ($(WITH_LITE),)
+tier-pgstream-lite:
 	@$(TIERS) run pgstream-lite --engine pgstream-lite -- $(PYTEST) tests || true
+# The oldest supported dbt: the functional suite in-process on dbt 1.6, and the e2e tests marked
+# dbt16 with its CLI (DBT_EXECUTABLE).
+tier-pgstream-lite-dbt16:
 	@$(TIERS) run pgstream-lite-dbt16 --engine pgstream-lite \
 	  --env DBT_EXECUTABLE=$(DBT16) --env DBT_EXPECTED_VERSION=1.6 \
-	  -- $(PYTEST) tests/e2e -m dbt16 || true
-endif
-	@for engine in $(REAL_ENGINES); do \
-	  $(TIERS) run $$engine --engine $$engine -- $(PYTEST) $(REAL_ENGINE_TESTS) || true; done
-	@$(TIERS) summary --expect $(EXPECTED_TIERS)
+	  -- $(PYTEST16) tests/dbt tests/e2e -m dbt16 || true
+$(addprefix tier-,$(REAL_ENGINES)): tier-%:
+	@$(TIERS) run $* --engine $* -- $(PYTEST) $(REAL_ENGINE_TESTS) || true
 
 # One real engine's tier alone: make test-engine ENGINE=pg_trickle
 test-engine: $(VENV)/.installed
@@ -90,9 +106,9 @@ engines: $(VENV)/.installed
 test-newest: $(VENV)/.installed $(OLDER_PG)
 	$(PYTEST) tests
 
-# The integration project (and the dispatch-based freshness check) on dbt 1.6.
-test-dbt16: $(VENV)/.installed $(VENV_DBT16)/.installed
-	DBT_EXECUTABLE=$(DBT16) DBT_EXPECTED_VERSION=1.6 $(PYTEST) tests/e2e -m dbt16
+# The functional suite and the e2e tests marked dbt16 on dbt 1.6 (the tier pgstream-lite-dbt16).
+test-dbt16: $(VENV_DBT16)/.installed
+	DBT_EXECUTABLE=$(DBT16) DBT_EXPECTED_VERSION=1.6 $(PYTEST16) tests/dbt tests/e2e -m dbt16
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/run.py

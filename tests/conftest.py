@@ -45,14 +45,23 @@ collect_ignore = ["engine"] if is_real(ENGINE) else []
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"pgstream engine: {ENGINE} (PGSTREAM_ENGINE)"
+    from dbt.version import __version__ as dbt_version
+
+    return f"pgstream engine: {ENGINE} (PGSTREAM_ENGINE); dbt-core {dbt_version}"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`@pytest.mark.engines("pgstream-lite", reason="...")`: a behaviour only the listed engines
     have. On any other engine the test is reported as skipped with that reason (counted in the
-    per-engine summary), never run and never silently dropped."""
+    per-engine summary), never run and never silently dropped.
+
+    The functional suite (tests/dbt) is marked dbt16 as a whole: `-m dbt16` runs it on the oldest
+    supported dbt (tests that need a newer dbt skip there, with the reason: pgs_util.requires_dbt).
+    """
+    functional = Path(__file__).resolve().parent / "dbt"
     for item in items:
+        if functional in Path(item.path).parents:
+            item.add_marker(pytest.mark.dbt16)
         marker = item.get_closest_marker("engines")
         if marker is None:
             continue

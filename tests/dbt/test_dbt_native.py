@@ -22,6 +22,7 @@ from pgs_util import (
     order_totals,
     properties,
     query_changed,
+    requires_dbt,
     sent,
     temporary_roles,
     totals_rows,
@@ -443,10 +444,7 @@ class TestContract(SeededProject):
 DOWNSTREAM_SQL = "{{ config(materialized='table') }} SELECT * FROM {{ ref('order_totals') }}"
 
 
-@pytest.mark.skipif(
-    tuple(int(p) for p in __import__("dbt.version").version.__version__.split(".")[:2]) < (1, 8),
-    reason="--empty needs dbt >= 1.8",
-)
+@requires_dbt((1, 8), "dbt run --empty")
 class TestEmpty(SeededProject):
     """--empty never deploys a stream table (nor replaces a good one): it checks the SQL and says
     skipped."""

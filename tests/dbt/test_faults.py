@@ -5,6 +5,7 @@ pg_stream of another API version. After each, state is consistent and errors say
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import signal
@@ -138,7 +139,26 @@ GROUP BY customer_id
 """
 
 
+def _has_autocommit_setting() -> bool:
+    """Whether the installed dbt-postgres has the opt-in `autocommit` profile setting."""
+    from dbt.adapters.postgres.connections import PostgresCredentials
+
+    return "autocommit" in PostgresCredentials.__dataclass_fields__
+
+
 class TestKilledMidMaterialization(SeededProject):
+    """A `dbt run` SIGKILLed in the middle of its act statement, on dbt's default profile: the act
+    runs inside dbt's transaction, so the orphan backend, finding no client, rolls it back. The
+    killed run leaves the old stream table (or none), never a mix (dbt-pgstream/README.md,
+    "Killed runs"). TestKilledMidMaterializationAutocommit: the same with `autocommit: true`."""
+
+    AUTOCOMMIT = False
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def dbt_profile_target(cls, dbt_profile_target: dict) -> dict:
+        return {**dbt_profile_target, "autocommit": True} if cls.AUTOCOMMIT else dbt_profile_target
+
     @pytest.fixture(scope="class")
     @classmethod
     def models(cls):
@@ -158,13 +178,29 @@ class TestKilledMidMaterialization(SeededProject):
             " AND query LIKE '%%model.test.order_totals%%' AND pid <> pg_backend_pid()"
             " AND (%s::text IS NULL OR wait_event = %s)", (wait_event, wait_event)))
 
+    def _after_the_orphan(self, pg) -> dict | None:
+        """Waits for the killed run's backend to end; returns the stream table it left."""
+        wait_for(lambda: not self._backend_of_dbt(pg, None), what="the orphan backend to end")
+        assert pg.value("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND state = 'idle in transaction'") == 0
+        assert_consistent(pg)
+        return pg.st("order_totals")
+
     def test_kill_during_slow_create(self, project, pg):
         proc = dbt_cli(project, "run", "--vars", json.dumps({"sleep": 3}))
         wait_for(lambda: self._backend_of_dbt(pg, "PgSleep"), what="the slow create")
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-        results = run_dbt(["run"])  # waits for the orphan backend, which rolls back
-        assert message(results, "order_totals") == "created"
+        left = self._after_the_orphan(pg)
+        if left is None or not self.AUTOCOMMIT:
+            assert left is None  # rolled back
+            expected = "created"
+        else:  # the statement completed and committed after its client died: all of it
+            assert "slow_true(3" in left["defining_query"]
+            assert totals_rows(pg) == TOTALS
+            expected = query_changed(pg.engine)  # the next run has sleep 0
+        results = run_dbt(["run"])
+        assert message(results, "order_totals") == expected
         assert totals_rows(pg) == TOTALS
         assert pg.st_count() == 1
         assert_consistent(pg)
@@ -179,17 +215,35 @@ class TestKilledMidMaterialization(SeededProject):
             wait_for(lambda: self._backend_of_dbt(pg, "advisory"), what="dbt blocked on the lock")
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
-        # the lock is released; the orphan backend runs its replace, then rolls it back
-        wait_for(lambda: not self._backend_of_dbt(pg, None), what="the orphan backend to end")
-        assert pg.value("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                        " AND state = 'idle in transaction'") == 0
-        assert pg.st("order_totals") == before
-        assert_consistent(pg)
+        # the lock is released; the orphan backend runs its replace, then (in dbt's transaction)
+        # rolls it back
+        left = self._after_the_orphan(pg)
+        if left == before or not self.AUTOCOMMIT:
+            assert left == before
+            expected = query_changed(pg.engine)
+        else:  # the statement completed and committed after its client died: all of it
+            assert left is not None and "AND true" in left["defining_query"]
+            expected = "unchanged"
+        assert totals_rows(pg) == TOTALS
         results = run_dbt(["run", "--vars", json.dumps({"extra": " AND true"})])
-        assert message(results, "order_totals") == query_changed(pg.engine)
+        assert message(results, "order_totals") == expected
         assert totals_rows(pg) == TOTALS
         assert pg.st_count() == 1
         assert_consistent(pg)
+
+
+@pytest.mark.skipif(
+    not _has_autocommit_setting(),
+    reason=f"dbt-postgres {importlib.metadata.version('dbt-postgres')} has no `autocommit`"
+           " profile setting (dbt-postgres 1.11 has)",
+)
+class TestKilledMidMaterializationAutocommit(TestKilledMidMaterialization):
+    """The kill tests with the profile's `autocommit: true` (dbt-postgres 1.11): the act is still
+    one statement, so one implicit transaction, but a statement the server already received may
+    complete and commit after its client died. The run leaves the old stream table or the killed
+    run's new one, whole; never a mix, never anything half-done."""
+
+    AUTOCOMMIT = True
 
 
 class TestServerRestart(ScheduledProject):

@@ -19,7 +19,7 @@ import time
 
 import pytest
 from dbt.tests.util import run_dbt, run_dbt_and_capture, write_file
-from pgs_util import SeededProject, order_totals, properties
+from pgs_util import SeededProject, order_totals, properties, requires_dbt
 from refreshes import Scheduler
 
 # Several stream tables over one source created in parallel hit an engine race (duplicate
@@ -57,6 +57,7 @@ STREAM_MODELS = {
 }
 
 
+@requires_dbt((1, 10), "a source's loaded_at_query config (a parse error before)")
 class TestLoadedAtQuery(SeededProject):
     """Mechanism 1: `loaded_at_query: "{{ dbt_pgstream.stream_table_loaded_at_query() }}"`."""
 

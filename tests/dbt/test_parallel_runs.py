@@ -1,12 +1,15 @@
 """Four `dbt run` CLI processes on the same project at once (create path, then replace path), and
 `dbt run`s racing a scheduler that refreshes the same stream tables every second. Every run ends
-successfully or with a clear "busy" error; every stream table exists exactly once with the right
-query; catalog and storage agree."""
+successfully (the package serialises the check-then-act on a stream table under an advisory lock:
+a run that waited finds the work done, dbt-pgstream/README.md "Concurrent runs"); each stream
+table is deployed by exactly one of the runs and exists exactly once with the right query;
+catalog and storage agree."""
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from pgs_util import TOTALS, SeededProject, totals_rows
@@ -36,7 +39,9 @@ def model_files(engine: str) -> dict:
     }
 
 
-def run_parallel(project, n: int, variables: dict) -> list[str]:
+def run_parallel(project, n: int, variables: dict) -> dict[str, list[str]]:
+    """`n` `dbt run` processes at once; every one must succeed. Returns each model's run result
+    messages, one per run ({model: [message, ...]})."""
     procs = [
         dbt_cli(project, "run", "--vars", json.dumps(variables), "--target-path",
                 f"target_{i}", "--log-path", f"logs_{i}")
@@ -44,8 +49,35 @@ def run_parallel(project, n: int, variables: dict) -> list[str]:
     ]
     outputs = [proc.communicate(timeout=300)[0] for proc in procs]
     for proc, output in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0 or "busy" in output.lower(), output
-    return outputs
+        assert proc.returncode == 0, output
+    messages: dict[str, list[str]] = {}
+    for i in range(n):
+        results = json.loads((Path(project.project_root) / f"target_{i}" / "run_results.json")
+                             .read_text(encoding="utf-8"))["results"]
+        for result in results:
+            messages.setdefault(result["unique_id"].split(".")[-1], []).append(result["message"])
+    return messages
+
+
+def deployed_once(messages: dict[str, list[str]], runs: int) -> dict[str, str]:
+    """Asserts that each model was deployed (created, replaced or altered) by exactly one of
+    `runs` runs, the others finding it done (`unchanged`, or `unchanged (deployed by a concurrent
+    run)` when they waited for the deploying run's lock); returns {model: deploying message}."""
+    assert sorted(messages) == sorted(MODELS)
+    deploys = {}
+    for name, texts in messages.items():
+        assert len(texts) == runs, (name, texts)
+        deployed = [t for t in texts if not t.startswith("unchanged")]
+        assert len(deployed) == 1, (name, texts)
+        assert set(texts) - set(deployed) <= {
+            "unchanged", "unchanged (deployed by a concurrent run)"}, (name, texts)
+        deploys[name] = deployed[0]
+    return deploys
+
+
+def is_new_query(text: str) -> bool:
+    """A run result of a model whose query changed: replaced, or altered in place (pg_trickle)."""
+    return text.startswith(("replaced (", "altered (query changed"))
 
 
 def assert_each_once(pg, extra_column: str | None) -> None:
@@ -68,9 +100,11 @@ class TestFourProcessesAtOnce(SeededProject):
         return model_files(engine)
 
     def test_create_then_replace(self, project, pg):
-        run_parallel(project, 4, {})
+        deploys = deployed_once(run_parallel(project, 4, {}), 4)
+        assert deploys == {name: "created" for name in MODELS}
         assert_each_once(pg, None)
-        run_parallel(project, 4, {"extra": ", 1 AS x"})
+        deploys = deployed_once(run_parallel(project, 4, {"extra": ", 1 AS x"}), 4)
+        assert all(is_new_query(text) for text in deploys.values()), deploys
         assert_each_once(pg, "AS x")
         assert "x" in pg.columns("st_c")
 
@@ -94,7 +128,9 @@ class TestRunsRacingTheScheduler(ScheduledProject):
         run_parallel(project, 1, {"sched": "1s"})
         with engine_scheduler(engine, db_dsn, interval_ms=50):
             pg.execute(f'INSERT INTO "{pg.schema}".raw_orders VALUES (9, 5, 1.00)')
-            run_parallel(project, 2, {"sched": "2s", "extra": ", 1 AS x"})  # replace
+            deploys = deployed_once(  # replace
+                run_parallel(project, 2, {"sched": "2s", "extra": ", 1 AS x"}), 2)
+            assert all(is_new_query(text) for text in deploys.values()), deploys
             # The replace dropped the old tables' history: the scheduler must go on refreshing
             # the new tables (2s schedule) after racing the runs.
             deadline = time.monotonic() + 15

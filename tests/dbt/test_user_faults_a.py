@@ -31,6 +31,7 @@ from pgs_util import (
     properties,
     query_changed,
     quotes_names,
+    requires_dbt,
     sent,
     temporary_roles,
     write_model,
@@ -99,13 +100,16 @@ class TestTerminators(SeededProject):
         models["schema.yml"] = properties(yml)
         return models
 
-    def test_terminators_never_reach_a_query(self, project, pg):
+    @requires_dbt((1, 8), "dbt run --empty")
+    def test_empty_run_checks_them(self, project, pg):
         names = [*TERMINATED, "t_contract"]
         # --empty: the model SQL is checked (embedded in a subquery) and nothing is deployed
         results = run_dbt(["run", "--empty"])
         assert {r.node.name: str(r.status) for r in results} == {n: "success" for n in names}
         assert all(pg.st(n) is None for n in names)
 
+    def test_terminators_never_reach_a_query(self, project, pg):
+        names = [*TERMINATED, "t_contract"]
         results = run_dbt(["run"])
         assert {r.node.name: message(results, r.node.name) for r in results} == {
             n: "created" for n in names
@@ -317,18 +321,23 @@ models:
 """,
         }
 
+    @pytest.mark.parametrize("args", [
+        pytest.param(["run"], id="run"),
+        pytest.param(["run", "--empty"], id="empty",
+                     marks=requires_dbt((1, 8), "dbt run --empty")),
+        pytest.param(["run", "--full-refresh"], id="full-refresh"),
+    ])
     @pytest.mark.parametrize("name", ["h_plain", "h_contract", "h_call"])
-    def test_sql_header_refused_with_or_without_contract(self, project, pg, name):
-        for args in (["run"], ["run", "--empty"], ["run", "--full-refresh"]):
-            results, logs = run_dbt_and_capture([*args, "--select", name], expect_pass=False)
-            assert str(results[0].status) == "error"
-            text = results[0].message
-            assert "Compilation Error" in logs
-            assert f"stream_table model '{name}'" in text, text
-            assert "sql_header" in text, text
-            assert "refresh" in text, text
-            assert pg.st(name) is None
-            assert pg.value("SELECT to_regclass(%s)", (f"{pg.schema}.{name}",)) is None
+    def test_sql_header_refused_with_or_without_contract(self, project, pg, name, args):
+        results, logs = run_dbt_and_capture([*args, "--select", name], expect_pass=False)
+        assert str(results[0].status) == "error"
+        text = results[0].message
+        assert "Compilation Error" in logs
+        assert f"stream_table model '{name}'" in text, text
+        assert "sql_header" in text, text
+        assert "refresh" in text, text
+        assert pg.st(name) is None
+        assert pg.value("SELECT to_regclass(%s)", (f"{pg.schema}.{name}",)) is None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from pgs_util import (
     message,
     order_totals,
     properties,
+    requires_dbt,
     totals_rows,
     write_model,
 )
@@ -91,7 +92,11 @@ class TestSwitchMaterialization(SeededProject):
             ("table", "table"),
             ("view", "view"),
             ("incremental", "table"),
-            ("materialized_view", "materialized view"),
+            pytest.param(
+                "materialized_view", "materialized view",
+                marks=requires_dbt((1, 7), "dbt-postgres 1.6 replaces an existing table by a"
+                                   " materialized view with ALTER MATERIALIZED VIEW ... RENAME,"
+                                   " which a table refuses (dbt's own materialization)")),
         ],
     )
     def test_switch_away_and_back(self, project, pg, materialized, kind):
