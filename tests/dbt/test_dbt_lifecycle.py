@@ -426,3 +426,47 @@ class TestOverTableModel(SeededProject):
         # only the table model's run replaces it
         results = run_dbt(["run", "--select", "order_totals"])
         assert message(results, "order_totals") == "unchanged"
+
+
+class TestReplaceWarnsAboutReaders(SeededProject):
+    """A replace whose readers this run does not rebuild (dbt run --select upstream) ends with
+    one warning naming them and the command that rebuilds them; that command restores them."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def models(cls):
+        return {
+            "order_totals.sql": order_totals(),
+            "big_customers.sql": "{{ config(materialized='stream_table', schedule=none) }}\n"
+            "SELECT customer_id, total_amount FROM {{ ref('order_totals') }}"
+            " WHERE total_amount >= 20",
+        }
+
+    def test_warning_names_readers_left(self, project, pg):
+        run_dbt([*RUN_1])
+        results, logs = run_dbt_and_capture([*RUN_1])  # everything selected: no warning
+        assert "not rebuilt by this run" not in logs
+
+        write_model(
+            project,
+            "order_totals",
+            order_totals().replace("COUNT(*) AS order_count", "COUNT(*)::int AS order_count"),
+        )
+        results, logs = run_dbt_and_capture([*RUN_1, "--select", "order_totals"])
+        assert message(results, "order_totals") == "replaced (query changed)"
+        assert str(results[0].status) == "success"
+        warning = next(line for line in logs.splitlines() if "not rebuilt by this run" in line)
+        assert f"big_customers ({pg.schema}.big_customers)" in warning
+        assert warning.rstrip().endswith("Rebuild them: dbt run --select big_customers+.")
+        if pg.engine == "pg_trickle":
+            assert "were dropped with it" in warning and pg.st("big_customers") is None
+        else:
+            assert "now read a dropped relation" in warning
+
+        results = run_dbt([*RUN_1, "--select", "big_customers+"])
+        assert message(results, "big_customers") in ("created", "replaced (upstream replaced)")
+        assert pg.rows("big_customers", "customer_id, total_amount::float") == [
+            (1, 40.0),
+            (2, 20.0),
+            (3, 150.0),
+        ]

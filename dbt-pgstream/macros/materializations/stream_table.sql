@@ -112,6 +112,10 @@
            ~ dropped | join(', ') ~ '; their models create them again when they run',
            info=True) }}
   {%- endif %}
+  {%- if action == 'replaced' and state.dependent_stream_tables -%}
+    {%- do dbt_pgstream._pgstream_warn_readers_left(target_relation,
+                                                    state.dependent_stream_tables) -%}
+  {%- endif %}
   {#-- refresh_on_run: a stream table left in place (unchanged / altered) is refreshed now, so
        what runs after this model (tests, downstream models) sees fresh data --#}
   {%- if cfg.refresh_on_run and action in ['unchanged', 'altered', 'continue'] -%}

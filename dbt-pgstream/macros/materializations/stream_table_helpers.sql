@@ -89,3 +89,37 @@
     {{- value -}}
   {%- endif -%}
 {%- endmacro %}
+
+
+{#- Private: after a replace of `relation`, one warning naming the stream tables that read it
+    (`readers`: [[schema, name], ...]) and that this invocation does not rebuild (their model is
+    not selected, or not in the project): pg_trickle dropped them with it, the other engines left
+    them reading a dropped relation, which they cannot refresh; and the command that rebuilds
+    them. Nothing when every reader's model runs later in this invocation. -#}
+{% macro _pgstream_warn_readers_left(relation, readers) %}
+  {%- set e = dbt_pgstream._pgstream_engine() -%}
+  {%- set selected = selected_resources if selected_resources is defined else [] -%}
+  {%- set by_relation = {} -%}
+  {%- for node in dbt_pgstream._pgstream_stream_table_nodes() -%}
+    {%- set node_relation = dbt_pgstream._pgstream_node_relation(node) -%}
+    {%- do by_relation.update({node_relation.schema ~ '.' ~ node_relation.identifier: node}) -%}
+  {%- endfor -%}
+  {%- set left = [] -%}
+  {%- set models = [] -%}
+  {%- for schema, name in readers -%}
+    {%- set node = by_relation.get(schema ~ '.' ~ name) -%}
+    {%- if node is none or node.unique_id not in selected -%}
+      {%- do left.append((node.name ~ ' (' if node is not none else '') ~ schema ~ '.' ~ name
+                         ~ (')' if node is not none else '')) -%}
+      {%- if node is not none -%}{%- do models.append(node.name ~ '+') -%}{%- endif -%}
+    {%- endif -%}
+  {%- endfor -%}
+  {%- if left -%}
+    {%- do exceptions.warn('dbt_pgstream: ' ~ model.name ~ ' (' ~ relation.schema ~ '.'
+        ~ relation.identifier ~ ') was replaced; ' ~ left | length ~ ' stream table(s) reading '
+        ~ 'it are not rebuilt by this run and ' ~ ('were dropped with it: '
+        if e.drop_needs_cascade else 'now read a dropped relation, so they cannot be refreshed: ')
+        ~ left | join(', ') ~ '. Rebuild them: '
+        ~ ('dbt run --select ' ~ models | join(' ') if models else 'dbt run') ~ '.') -%}
+  {%- endif -%}
+{% endmacro %}

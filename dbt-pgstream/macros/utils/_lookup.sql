@@ -75,13 +75,12 @@
 {% endmacro %}
 
 
-{#- JSON text: [[schema, name], ...] of the stream tables that read this one, where a replace
-    drops them with it (drop_needs_cascade: pg_trickle), for the run's log and dbt's cache;
-    NULL elsewhere (pg_stream leaves them in place, reading a dropped relation until their own
-    model replaces them). -#}
+{#- JSON text: [[schema, name], ...] of the stream tables that read this one, or NULL: a
+    replace drops them with it where the engine does so (drop_needs_cascade: pg_trickle; for
+    dbt's cache), and leaves them reading a dropped relation elsewhere (pg_stream, pgstream-lite)
+    until their own model replaces them; the run's log names those this run does not rebuild. -#}
 {% macro _pgstream_sql_dependent_stream_tables(alias='st') -%}
   {%- set e = dbt_pgstream._pgstream_engine() -%}
-  {%- if e.drop_needs_cascade -%}
   (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(down.{{ e.st_schema }},
                                                           down.{{ e.st_name }})
                               ORDER BY down.{{ e.st_schema }}, down.{{ e.st_name }})::text
@@ -90,9 +89,6 @@
      AND EXISTS (SELECT 1 FROM {{ e.dependencies }} AS dep
                  WHERE dep.{{ e.id }} = down.{{ e.id }}
                    AND dep.source_relid = {{ alias }}.{{ e.relid }}))
-  {%- else -%}
-  NULL::text
-  {%- endif -%}
 {%- endmacro %}
 
 
