@@ -7,13 +7,15 @@ written to be re-runnable (CREATE OR REPLACE, IF NOT EXISTS), which makes instal
 
 from __future__ import annotations
 
-from importlib import resources
+from importlib import metadata, resources
 
 import psycopg
 
 from pgstream_lite.messages import first_line
 
-ENGINE_VERSION = "0.1.0"
+# The engine's version is the Python package's (pyproject.toml), recorded in
+# pgstream_lite.engine by every install.
+ENGINE_VERSION = metadata.version("pgstream-lite")
 MIN_SERVER_VERSION = 140000
 
 
@@ -50,5 +52,10 @@ def install(dsn: str) -> str:
                     conn.execute(text)  # type: ignore[arg-type]
                 except psycopg.Error as exc:
                     raise InstallError(f"install failed in {name}: {first_line(exc)}") from exc
+            conn.execute(
+                "INSERT INTO pgstream_lite.engine (version) VALUES (%s)"
+                " ON CONFLICT (singleton) DO UPDATE SET version = excluded.version",
+                (ENGINE_VERSION,),
+            )
     return ENGINE_VERSION
 

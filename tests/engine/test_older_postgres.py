@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pgstream_lite.installer import install
+from pgstream_lite.installer import ENGINE_VERSION, install
 from pgstream_lite.server import LocalServer
 
 
@@ -44,9 +44,31 @@ def older_dsn() -> Iterator[str]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+def engine_objects(dsn: str) -> list[tuple[str, str]]:
+    """Every function (signature, definition digest) and column of the engine's schemas."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT p.oid::regprocedure::text, md5(pg_get_functiondef(p.oid))"
+            " FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace"
+            " WHERE n.nspname IN ('pgstream', 'pgstream_lite') AND p.prokind IN ('f', 'p')"
+            " UNION ALL"
+            " SELECT c.table_schema || '.' || c.table_name || '.' || c.column_name, c.data_type"
+            " FROM information_schema.columns AS c"
+            " WHERE c.table_schema IN ('pgstream', 'pgstream_lite') ORDER BY 1"
+        ).fetchall()
+
+
 def test_install_and_lifecycle_on_older_major(older_dsn: str) -> None:
-    assert install(older_dsn) == install(older_dsn)  # idempotent there too
+    assert install(older_dsn) == ENGINE_VERSION
+    installed = engine_objects(older_dsn)
+    assert len(installed) > 50
+    # idempotent there too: a second install (an upgrade to the same version) changes nothing
+    assert install(older_dsn) == ENGINE_VERSION
+    assert engine_objects(older_dsn) == installed
     with psycopg.connect(older_dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT version FROM pgstream_lite.engine").fetchone() == (
+            ENGINE_VERSION,
+        )
         major = int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
         assert 14 <= major < 18
         conn.execute("CREATE TABLE orders (id int PRIMARY KEY, customer int, amount numeric)")

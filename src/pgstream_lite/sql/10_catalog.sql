@@ -105,8 +105,7 @@ CREATE TABLE IF NOT EXISTS pgstream_lite.engine (
     version    text NOT NULL,
     installed_at timestamptz NOT NULL DEFAULT now()
 );
-INSERT INTO pgstream_lite.engine (version) VALUES ('0.1.0')
-ON CONFLICT (singleton) DO UPDATE SET version = excluded.version;
+-- (its one row is written by the installer: the version is the Python package's)
 
 -- ---------------------------------------------------------------------------------------------
 -- Settings (GUCs). Custom settings are read with current_setting(name, true); defaults as in the

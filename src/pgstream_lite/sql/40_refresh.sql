@@ -12,6 +12,12 @@
 CREATE OR REPLACE FUNCTION pgstream_lite.lock_key()
 RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT 1885566316 $$;  -- 'pgsl'
 
+-- The second key of a stream table's advisory lock (pg_advisory_xact_lock(lock_key(), ...)),
+-- from its bigint id: ids a multiple of 2^31 - 1 apart share a lock, so their refreshes take
+-- turns (never wrong, only serialised); a cast to integer would fail past 2^31.
+CREATE OR REPLACE FUNCTION pgstream_lite.st_lock_id(p_pgs_id bigint)
+RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT (p_pgs_id % 2147483647)::integer $$;
+
 -- The settings a refresh pins (see refresh_st), restored afterwards.
 CREATE OR REPLACE FUNCTION pgstream_lite.refresh_format_settings()
 RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
@@ -111,7 +117,8 @@ BEGIN
         RAISE EXCEPTION 'stream table not found: %', p_pgs_id;
     END IF;
     qname := st.pgs_schema || '.' || st.pgs_name;
-    IF NOT pg_try_advisory_xact_lock(pgstream_lite.lock_key(), p_pgs_id::integer) THEN
+    IF NOT pg_try_advisory_xact_lock(pgstream_lite.lock_key(),
+                                     pgstream_lite.st_lock_id(p_pgs_id)) THEN
         RAISE EXCEPTION 'refresh skipped: % — another refresh is already in progress', qname;
     END IF;
     SELECT * INTO st FROM pgstream.pgs_stream_tables s WHERE s.pgs_id = p_pgs_id FOR UPDATE;

@@ -229,7 +229,7 @@ DECLARE
     src oid;
 BEGIN
     st := pgstream_lite.find_st(p_name);
-    PERFORM pg_advisory_xact_lock(pgstream_lite.lock_key(), st.pgs_id::integer);
+    PERFORM pg_advisory_xact_lock(pgstream_lite.lock_key(), pgstream_lite.st_lock_id(st.pgs_id));
     SELECT array_agg(d.source_relid) INTO v_sources
       FROM pgstream.pgs_dependencies d WHERE d.pgs_id = st.pgs_id;
     -- Stream tables reading this one keep their (now dead) dependency and must be re-created.
