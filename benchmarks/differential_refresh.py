@@ -122,6 +122,12 @@ def change(conn: psycopg.Connection, first: int, count: int) -> None:
                  "cust = 1 + cust %% 1000 WHERE id >= %s AND id < %s", (first, first + count))
 
 
+def settle(conn: psycopg.Connection) -> None:
+    """VACUUM ANALYZE everything (untimed), so that autovacuum of the 1M-row tables after the
+    previous batch of changes does not run during the next measurement (2 shared cores)."""
+    conn.execute("VACUUM (ANALYZE)")
+
+
 def measure_shape(conn: psycopg.Connection, name: str, query: str, target: float, rows: int,
                   runs: int, others: list[str], report: Report) -> None:
     """Time DIFFERENTIAL and FULL refreshes of one stream table for each change size.
@@ -139,6 +145,7 @@ def measure_shape(conn: psycopg.Connection, name: str, query: str, target: float
         refresh(conn, table)
     bulk = max(1, rows // 100)
     for label, count, goal in (("1 row", 1, target), (f"{bulk:,} rows", bulk, BULK_TARGET)):
+        settle(conn)
         diff_ms, full_ms, written = [], [], []
         path = ""
         for run in range(runs):
@@ -155,6 +162,7 @@ def measure_shape(conn: psycopg.Connection, name: str, query: str, target: float
         report.rows.append(Row(name, label, statistics.median(diff_ms),
                                statistics.median(full_ms), max(written), path, goal))
     conn.execute("SELECT pgstream.drop_stream_table(%s)", (twin,))
+    settle(conn)
     nodata = []
     for _ in range(max(runs, 5)):
         nodata.append(refresh(conn, name))
