@@ -295,3 +295,20 @@ def test_scheduled_refresh_of_a_table_dropped_meanwhile_does_not_fail(conn, fres
     assert len(result) == 1 and isinstance(result[0], str), result
     assert q1(conn, "SELECT count(*) FROM pgstream.pgs_refresh_history WHERE pgs_id = %s",
               pgs_id) == 0
+
+
+def test_failure_on_a_dropped_upstream_marks_needs_reinit(fast):
+    """The scheduler tells the error's kind by its SQLSTATE (undefined_table), not its text: a
+    stream table reading a dropped relation needs re-creating; another failure does not."""
+    fast.execute("SELECT pgstream.create_stream_table('up', 'SELECT id, v FROM src', '1h')")
+    fast.execute("SELECT pgstream.create_stream_table('down', 'SELECT id FROM up', '1s')")
+    fast.execute("SELECT pgstream.create_stream_table('frag', 'SELECT 10 / v AS x FROM src', "
+                 "'1s', 'FULL')")
+    fast.execute("UPDATE src SET v = 0 WHERE id = 1")
+    fast.execute("DROP TABLE up")  # the storage of the upstream stream table
+    time.sleep(1.1)
+    outcomes = {o.name: o.status for o in tick(fast)}
+    assert outcomes["public.down"] == "FAILED" and outcomes["public.frag"] == "FAILED"
+    assert q(fast, "SELECT pgs_name, needs_reinit FROM pgstream.pgs_stream_tables "
+                   "WHERE pgs_name IN ('down', 'frag') ORDER BY 1") == \
+        [("down", True), ("frag", False)]

@@ -119,7 +119,8 @@ BEGIN
     qname := st.pgs_schema || '.' || st.pgs_name;
     IF NOT pg_try_advisory_xact_lock(pgstream_lite.lock_key(),
                                      pgstream_lite.st_lock_id(p_pgs_id)) THEN
-        RAISE EXCEPTION 'refresh skipped: % — another refresh is already in progress', qname;
+        RAISE EXCEPTION 'refresh skipped: % — another refresh is already in progress', qname
+            USING ERRCODE = 'lock_not_available';
     END IF;
     SELECT * INTO st FROM pgstream.pgs_stream_tables s WHERE s.pgs_id = p_pgs_id FOR UPDATE;
     -- Each hint is SQL that runs as pasted (in the message, and as the error's HINT).
@@ -144,7 +145,7 @@ BEGIN
         RAISE EXCEPTION 'invalid argument: stream table % reads a relation that was dropped '
                         '(oid %, e.g. an upstream stream table that was dropped or replaced); '
                         'drop it and create it again: %', qname, v_dead, v_hint
-            USING HINT = v_hint;
+            USING HINT = v_hint, ERRCODE = 'undefined_table';
     END IF;
     SELECT * INTO m FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
     storage := format('%I.%I', st.pgs_schema, st.pgs_name);
@@ -321,6 +322,7 @@ DECLARE
     v_action text;
     v_start timestamptz := clock_timestamp();
     v_msg text;
+    v_state text;
     v_max integer;
     st pgstream.pgs_stream_tables;
 BEGIN
@@ -328,7 +330,7 @@ BEGIN
         v_action := pgstream_lite.refresh_st(p_pgs_id, 'SCHEDULER');
         RETURN 'COMPLETED:' || v_action;
     EXCEPTION WHEN others THEN
-        GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
+        GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT, v_state = RETURNED_SQLSTATE;
     END;
     -- The stream table may be dropped meanwhile (e.g. replaced by dbt, whose refresh lock made
     -- this one skip): lock its row against that while recording, and record nothing if gone.
@@ -336,7 +338,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN 'SKIPPED';
     END IF;
-    IF v_msg LIKE 'refresh skipped:%' THEN
+    IF v_state = '55P03' THEN  -- lock_not_available: another refresh holds it (refresh_st)
         INSERT INTO pgstream.pgs_refresh_history
             (pgs_id, data_timestamp, start_time, end_time, action, status, initiated_by, error_message)
         VALUES (p_pgs_id, st.data_timestamp, v_start, clock_timestamp(), 'SKIP', 'SKIPPED',
@@ -347,7 +349,9 @@ BEGIN
     v_max := pgstream_lite.setting_int('pg_stream.max_consecutive_errors', 3);
     UPDATE pgstream.pgs_stream_tables s
        SET consecutive_errors = s.consecutive_errors + 1,
-           needs_reinit = s.needs_reinit OR v_msg LIKE '%reads a relation that was dropped%',
+           -- undefined_table: it reads a relation that was dropped (refresh_st), or its query
+           -- names one that no longer exists: only re-creating it helps
+           needs_reinit = s.needs_reinit OR v_state = '42P01',
            status = CASE WHEN s.consecutive_errors + 1 >= v_max
                               AND s.status IN ('ACTIVE', 'INITIALIZING')
                          THEN 'SUSPENDED' ELSE s.status END,
