@@ -333,3 +333,21 @@ def test_change_buffer_schema_setting(src):
     src.execute("TRUNCATE src")
     src.execute("SELECT pgstream.refresh_stream_table('agg')")
     assert q1(src, "SELECT count(*) FROM agg") == 0
+
+
+@pytest.mark.parametrize(("query", "path"), [
+    ("SELECT id, v * 2 AS v2 FROM src WHERE grp > 0", "LINEAR"),
+    (AGG, "AGG"),
+    ("SELECT grp, string_agg(id::text, ',') AS ids FROM src GROUP BY grp", "KEYED"),
+    ("SELECT id FROM src UNION SELECT grp FROM src", "RECOMPUTE"),
+])
+def test_explain_st_names_the_differential_path(src, query, path):
+    src.execute("SELECT pgstream.create_stream_table('st', %s)", (query,))
+    explain = dict(q(src, "SELECT * FROM pgstream.explain_st('st')"))
+    assert explain["operator_tree"].startswith(path + ": ")
+    assert explain["delta_query"].startswith("none: ") == (path == "RECOMPUTE")
+    src.execute("UPDATE src SET v = v + 1 WHERE id = 2")
+    src.execute("SELECT pgstream.refresh_stream_table('st')")
+    assert q1(src, "SELECT p.path FROM pgstream_lite.refresh_path p JOIN "
+                   "pgstream.pgs_refresh_history h USING (refresh_id) "
+                   "ORDER BY refresh_id DESC LIMIT 1") == path

@@ -802,7 +802,11 @@ BEGIN
             RETURN jsonb_build_object('path', 'RECOMPUTE', 'reason', 'cannot plan: ' || SQLERRM);
         END;
         PERFORM set_config('search_path', v_old_path, true);
-        UPDATE pgstream_lite.st_meta m SET dvm = v_plan WHERE m.pgs_id = p_pgs_id;
+        BEGIN
+            UPDATE pgstream_lite.st_meta m SET dvm = v_plan WHERE m.pgs_id = p_pgs_id;
+        EXCEPTION WHEN insufficient_privilege OR read_only_sql_transaction THEN
+            NULL;  -- e.g. explain_st by a role that may only read: the plan is not cached
+        END;
     END IF;
     RETURN v_plan;
 END;
