@@ -111,6 +111,8 @@ def test_failing_initializing_table_is_suspended(fast):
                  "'1h', 'FULL', false)")
     fast.execute("UPDATE src SET v = 0 WHERE id = 1")
     for attempt in range(1, 4):
+        if attempt > 1:  # the scheduler's backoff after a failure: 1 s, then 2 s
+            time.sleep(2 ** (attempt - 2) + 0.1)
         assert [o.status for o in tick(fast)] == ["FAILED"]
         assert q1(fast, "SELECT consecutive_errors FROM pgstream.pgs_stream_tables") == attempt
     assert q(fast, "SELECT status, is_populated FROM pgstream.pgs_stream_tables") == \
@@ -312,3 +314,40 @@ def test_failure_on_a_dropped_upstream_marks_needs_reinit(fast):
     assert q(fast, "SELECT pgs_name, needs_reinit FROM pgstream.pgs_stream_tables "
                    "WHERE pgs_name IN ('down', 'frag') ORDER BY 1") == \
         [("down", True), ("frag", False)]
+
+
+def test_a_table_reading_a_dropped_relation_is_not_retried(fast):
+    """Once a refresh found it reads a dropped relation (needs_reinit), the scheduler attempts no
+    more refreshes of it: its error budget is not spent and it is not SUSPENDED."""
+    fast.execute("SELECT pgstream.create_stream_table('up', 'SELECT id, v FROM src', '1h')")
+    fast.execute("SELECT pgstream.create_stream_table('down', 'SELECT id FROM up', '1s')")
+    fast.execute("DROP TABLE up")
+    time.sleep(1.1)
+    assert {o.name: o.status for o in tick(fast)}.get("public.down") == "FAILED"
+    for _ in range(5):
+        time.sleep(0.3)
+        assert "public.down" not in {o.name for o in tick(fast)}
+    assert q(fast, "SELECT status, consecutive_errors, needs_reinit FROM "
+                   "pgstream.pgs_stream_tables WHERE pgs_name = 'down'") == [("ACTIVE", 1, True)]
+
+
+def test_failures_back_off_exponentially(fast):
+    """After failures, the next attempt waits 2^(errors - 1) seconds (capped by the schedule)
+    instead of following every tick."""
+    fast.execute("SET pg_stream.max_consecutive_errors = 100")
+    fast.execute("ALTER DATABASE " + q1(fast, "SELECT current_database()")
+                 + " SET pg_stream.max_consecutive_errors = 100")
+    # never populated (initialize => false): due on every tick but for the backoff
+    fast.execute("SELECT pgstream.create_stream_table('frag', 'SELECT 10 / v AS x FROM src', "
+                 "'30s', 'FULL', false)")
+    fast.execute("UPDATE src SET v = 0 WHERE id = 1")
+    attempts = []
+    started = time.monotonic()
+    while time.monotonic() - started < 3.5:  # ticks every 0.1 s for 3.5 s
+        attempts += [time.monotonic() - started for o in tick(fast) if o.name == "public.frag"]
+        time.sleep(0.1)
+    # at once, then 1 s after the first failure and 2 s after the second: without backoff there
+    # would be an attempt on every tick (about 35)
+    assert len(attempts) == 3, attempts
+    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+    assert 0.9 <= gaps[0] < 1.9 and gaps[1] >= 1.9, gaps

@@ -33,6 +33,25 @@ RETURNS boolean LANGUAGE sql STABLE AS $$
     END
 $$;
 
+-- Is the stream table held back from the scheduler at p_at, whatever its schedule?
+--   needs_reinit: it reads a relation that was dropped; no refresh can succeed until it is
+--     created again (dbt run does it), so none is attempted and its error budget is not spent;
+--   after a failure: exponential backoff, 2^(errors - 1) seconds after the last failed attempt,
+--     capped by its schedule (a duration; 1 minute for cron and CALCULATED), instead of a retry
+--     on every tick.
+CREATE OR REPLACE FUNCTION pgstream_lite.held_back(st pgstream.pgs_stream_tables, p_at timestamptz)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT st.needs_reinit
+        OR (st.consecutive_errors > 0
+            AND p_at < (SELECT max(h.end_time) FROM pgstream.pgs_refresh_history h
+                         WHERE h.pgs_id = st.pgs_id AND h.status = 'FAILED')
+                       + make_interval(secs => least(
+                             power(2, least(st.consecutive_errors - 1, 20)),
+                             CASE WHEN st.schedule IS NULL OR pgstream_lite.cron_is_cron(st.schedule)
+                                  THEN 60
+                                  ELSE pgstream.parse_duration_seconds(st.schedule) END)))
+$$;
+
 -- ACTIVE and INITIALIZING stream tables due at p_at, upstream before downstream (depth in the
 -- stream-table graph, then name). A CALCULATED table (NULL schedule) is due when any stream table
 -- reading it is due. An INITIALIZING table (created with initialize => false) is never populated,
@@ -47,14 +66,15 @@ DECLARE
     rounds integer := 0;
 BEGIN
     v_due := ARRAY(SELECT s.pgs_id FROM pgstream.pgs_stream_tables s
-                    WHERE s.status IN ('ACTIVE', 'INITIALIZING') AND pgstream_lite.own_due(s, p_at));
+                    WHERE s.status IN ('ACTIVE', 'INITIALIZING') AND pgstream_lite.own_due(s, p_at)
+                      AND NOT pgstream_lite.held_back(s, p_at));
     -- CALCULATED: due when a dependent is due (to a fixpoint, for chains of CALCULATED tables)
     LOOP
         rounds := rounds + 1;
         v_new := ARRAY(
             SELECT s.pgs_id FROM pgstream.pgs_stream_tables s
              WHERE s.status IN ('ACTIVE', 'INITIALIZING') AND s.schedule IS NULL
-               AND NOT (s.pgs_id = ANY (v_due))
+               AND NOT (s.pgs_id = ANY (v_due)) AND NOT pgstream_lite.held_back(s, p_at)
                AND EXISTS (SELECT 1 FROM pgstream.pgs_dependencies d
                             WHERE d.source_relid = s.pgs_relid AND d.pgs_id = ANY (v_due)));
         EXIT WHEN cardinality(v_new) = 0 OR rounds > 100;
