@@ -227,6 +227,9 @@ def _cmd_build_engine(args: argparse.Namespace) -> int:
 
 
 def _cmd_logs_or_interrupt(args: argparse.Namespace) -> int:
+    # Ctrl-C ends `logs -f` even when SIGINT was ignored where it was started (a background job
+    # of a non-interactive shell inherits SIG_IGN, and Python then leaves it ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return _cmd_logs(args)
     except KeyboardInterrupt:
