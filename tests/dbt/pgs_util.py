@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
 from dbt.tests.util import run_dbt, write_file
 from dbt.version import __version__ as dbt_version
 from engine_names import engine_sql, pgs_keys  # noqa: F401  (re-exported for the tests)
@@ -91,14 +92,20 @@ def write_model(project, name: str, text: str) -> None:
     write_file(text, project.project_root, "models", f"{name}.sql")
 
 
+def _target_file(project, kind: str, name: str) -> Path:
+    """target/<kind>/<project name>/models/<name>.sql: the project's name from its own
+    dbt_project.yml (dbt writes compiled and run files under it)."""
+    root = Path(project.project_root)
+    project_name = yaml.safe_load((root / "dbt_project.yml").read_text(encoding="utf-8"))["name"]
+    return root / "target" / kind / project_name / "models" / f"{name}.sql"
+
+
 def compiled_sql(project, name: str) -> str:
-    path = Path(project.project_root) / "target" / "compiled" / "test" / "models" / f"{name}.sql"
-    return path.read_text(encoding="utf-8").strip()
+    return _target_file(project, "compiled", name).read_text(encoding="utf-8").strip()
 
 
 def run_sql(project, name: str) -> str:
-    path = Path(project.project_root) / "target" / "run" / "test" / "models" / f"{name}.sql"
-    return path.read_text(encoding="utf-8")
+    return _target_file(project, "run", name).read_text(encoding="utf-8")
 
 
 class SeededProject:
