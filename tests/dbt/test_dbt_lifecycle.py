@@ -25,6 +25,11 @@ from pgs_util import (
 # Several stream tables over one source built in parallel hit an engine race (see
 # TestParallelModelsOneSource); classes about something else build one model at a time.
 RUN_1 = ("run", "--threads", "1")  # a tuple: run_dbt extends the list it is given
+# A CALCULATED stream table reading order_totals (the customers with a total of 20 or more).
+BIG_CUSTOMERS_SQL = (
+    "{{ config(materialized='stream_table', schedule=none) }}\n"
+    "SELECT customer_id, total_amount FROM {{ ref('order_totals') }} WHERE total_amount >= 20"
+)
 
 
 class TestCreate(SeededProject):
@@ -272,9 +277,7 @@ class TestDownstreamReplaced(SeededProject):
     def models(cls):
         return {
             "order_totals.sql": order_totals(),
-            "big_customers.sql": "{{ config(materialized='stream_table', schedule=none) }}\n"
-            "SELECT customer_id, total_amount FROM {{ ref('order_totals') }}"
-            " WHERE total_amount >= 20",
+            "big_customers.sql": BIG_CUSTOMERS_SQL,
             "untouched.sql": order_totals(),
         }
 
@@ -437,9 +440,7 @@ class TestReplaceWarnsAboutReaders(SeededProject):
     def models(cls):
         return {
             "order_totals.sql": order_totals(),
-            "big_customers.sql": "{{ config(materialized='stream_table', schedule=none) }}\n"
-            "SELECT customer_id, total_amount FROM {{ ref('order_totals') }}"
-            " WHERE total_amount >= 20",
+            "big_customers.sql": BIG_CUSTOMERS_SQL,
         }
 
     def test_warning_names_readers_left(self, project, pg):
