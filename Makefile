@@ -22,9 +22,9 @@ WITH_LITE := $(filter pgstream-lite,$(ENGINES))
 REAL_ENGINE_TESTS := tests/dbt tests/e2e/test_integration_project.py tests/e2e/test_scheduler_cli.py
 RESULTS := .tmp/test-results
 TIERS := $(PY) tests/tiers.py --results $(RESULTS)
-EXPECTED_TIERS := lint $(if $(WITH_LITE),pgstream-lite pgstream-lite-dbt16) $(REAL_ENGINES)
+EXPECTED_TIERS := lint $(if $(WITH_LITE),pgstream-lite pgstream-lite-dbt16 citus) $(REAL_ENGINES)
 
-.PHONY: demo test test-newest test-dbt16 test-engine engines lint bench clean
+.PHONY: demo test test-citus test-newest test-dbt16 test-engine engines lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,7 +70,7 @@ lint: $(VENV)/.installed
 # it ends. Longest first, so the two lanes end close together.
 TEST_JOBS ?= 2
 TIER_TARGETS := tier-lint $(if $(WITH_LITE),tier-pgstream-lite) $(addprefix tier-,$(REAL_ENGINES)) \
-  $(if $(WITH_LITE),tier-pgstream-lite-dbt16)
+  $(if $(WITH_LITE),tier-pgstream-lite-dbt16 tier-citus)
 .PHONY: $(TIER_TARGETS)
 
 test: $(VENV)/.installed $(if $(WITH_LITE),$(OLDER_PG) $(VENV_DBT16)/.installed)
@@ -81,7 +81,11 @@ test: $(VENV)/.installed $(if $(WITH_LITE),$(OLDER_PG) $(VENV_DBT16)/.installed)
 tier-lint:
 	@$(TIERS) run lint -- $(VENV)/bin/ruff check src tests benchmarks demo || true
 tier-pgstream-lite:
-	@$(TIERS) run pgstream-lite --engine pgstream-lite -- $(PYTEST) tests || true
+	@$(TIERS) run pgstream-lite --engine pgstream-lite -- $(PYTEST) tests --ignore=tests/citus || true
+# pgstream-lite on a local Citus cluster (coordinator + 2 workers; Citus built from
+# $$CITUS_SOURCE, else cloned at the pinned tag, cached in ~/.cache/dbt-pgstream): docs/citus.md.
+tier-citus:
+	@$(TIERS) run citus --engine pgstream-lite -- $(PYTEST) tests/citus || true
 # The oldest supported dbt: the functional suite in-process on dbt 1.6, and the e2e tests marked
 # dbt16 with its CLI (DBT_EXECUTABLE).
 tier-pgstream-lite-dbt16:
@@ -95,7 +99,7 @@ $(addprefix tier-,$(REAL_ENGINES)): tier-%:
 test-engine: $(VENV)/.installed
 	@rm -rf $(RESULTS)/$(ENGINE).*
 	@$(TIERS) run $(ENGINE) --engine $(ENGINE) -- $(PYTEST) \
-	  $(if $(filter pgstream-lite,$(ENGINE)),tests,$(REAL_ENGINE_TESTS)) || true
+	  $(if $(filter pgstream-lite,$(ENGINE)),tests --ignore=tests/citus,$(REAL_ENGINE_TESTS)) || true
 	@$(TIERS) summary --expect $(ENGINE)
 
 # Build (or find cached) both real engines; prints each one's PostgreSQL prefix.
@@ -104,7 +108,11 @@ engines: $(VENV)/.installed
 	$(VENV)/bin/pgstream-lite build-engine pg_trickle
 
 test-newest: $(VENV)/.installed $(OLDER_PG)
-	$(PYTEST) tests
+	$(PYTEST) tests --ignore=tests/citus
+
+# pgstream-lite on a local Citus cluster alone (tier citus).
+test-citus: $(VENV)/.installed
+	$(PYTEST) tests/citus
 
 # The functional suite and the e2e tests marked dbt16 on dbt 1.6 (the tier pgstream-lite-dbt16).
 test-dbt16: $(VENV_DBT16)/.installed

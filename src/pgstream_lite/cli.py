@@ -367,6 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="wake-up interval (default: pg_stream.scheduler_interval_ms, 1000)",
     )
     sched.set_defaults(func=_cmd_scheduler)
+
+    from pgstream_lite import citus_cli  # `cluster`: a local Citus cluster (issue 15)
+
+    citus_cli.add_parser(sub)
     return parser
 
 

@@ -382,11 +382,12 @@ def _cargo_env(cargo: Path) -> dict[str, str]:
     return env
 
 
-def _ensure_debian_packages(log: Log) -> None:
+def _ensure_debian_packages(log: Log, packages: tuple[str, ...] = DEBIAN_PACKAGES,
+                            what: str = "a real engine") -> None:
     if not shutil.which("dpkg-query"):
         return  # not Debian: the build says what is missing
     missing = [
-        pkg for pkg in DEBIAN_PACKAGES
+        pkg for pkg in packages
         if "install ok installed" not in subprocess.run(
             ["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True
         ).stdout
@@ -395,7 +396,7 @@ def _ensure_debian_packages(log: Log) -> None:
         return
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         raise EngineUnavailable(
-            "building a real engine needs Debian packages: "
+            f"building {what} needs Debian packages: "
             f"sudo apt-get install {' '.join(missing)}"
         )
     log(f"CHANGE OUTSIDE THE REPOSITORY: apt-get install {' '.join(missing)}")

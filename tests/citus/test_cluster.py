@@ -1,0 +1,56 @@
+"""The local Citus cluster: nodes up, workers joined, pgstream-lite on the coordinator."""
+
+from __future__ import annotations
+
+import psycopg
+
+from pgstream_lite.citus_cluster import CitusCluster
+from pgstream_lite.installer import ENGINE_VERSION
+
+
+def test_every_node_runs_and_the_workers_are_joined(citus_cluster: CitusCluster,
+                                                    coordinator_dsn: str) -> None:
+    nodes = citus_cluster.status()
+    assert [(n.name, n.running) for n in nodes] == [
+        ("coordinator", True), ("worker1", True), ("worker2", True)]
+    with psycopg.connect(coordinator_dsn) as conn:
+        joined = conn.execute(
+            "SELECT nodeport FROM pg_dist_node WHERE groupid <> 0 AND isactive ORDER BY 1"
+        ).fetchall()
+    assert sorted(p for (p,) in joined) == sorted(n.port for n in nodes[1:])
+
+
+def test_pgstream_lite_is_installed_on_the_coordinator(coordinator_dsn: str) -> None:
+    with psycopg.connect(coordinator_dsn) as conn:
+        assert conn.execute("SELECT version FROM pgstream_lite.engine").fetchone() == (
+            ENGINE_VERSION,)
+        assert conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'citus'"
+                            ).fetchone()[0].startswith("14.")
+
+
+def test_a_distributed_table_has_its_rows_on_both_workers(cconn: psycopg.Connection) -> None:
+    cconn.execute("CREATE TABLE spread (id int PRIMARY KEY, v int)")
+    cconn.execute("SELECT create_distributed_table('spread', 'id')")
+    cconn.execute("INSERT INTO spread SELECT g, g FROM generate_series(1, 1000) g")
+    per_node = dict(cconn.execute(
+        "SELECT nodeport, sum(result::bigint) FROM run_command_on_shards('spread',"
+        " 'SELECT count(*) FROM %s') r JOIN pg_dist_placement p USING (shardid)"
+        " JOIN pg_dist_node n USING (groupid) GROUP BY nodeport").fetchall())
+    assert len(per_node) == 2 and all(count > 0 for count in per_node.values())
+    assert sum(per_node.values()) == 1000
+
+
+def test_a_restart_keeps_ports_and_membership(tmp_path) -> None:
+    cluster = CitusCluster(tmp_path / "c", workers=1)
+    try:
+        first = cluster.start()
+        ports = [n.port for n in cluster.status()]
+        assert cluster.stop() == ["worker1", "coordinator"]
+        assert not any(n.running for n in cluster.status())
+        assert cluster.start() == first
+        assert [n.port for n in cluster.status()] == ports
+        with psycopg.connect(first) as conn:
+            assert conn.execute("SELECT count(*) FROM pg_dist_node WHERE groupid <> 0"
+                                ).fetchone() == (1,)
+    finally:
+        cluster.stop()
