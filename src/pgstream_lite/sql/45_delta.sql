@@ -360,6 +360,7 @@ DECLARE
     v_items oid[];
     v_agg jsonb;
     v_why text;
+    v_cols jsonb;
 BEGIN
     SELECT * INTO m FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
     SELECT s.pgs_relid INTO v_relid FROM pgstream.pgs_stream_tables s WHERE s.pgs_id = p_pgs_id;
@@ -379,6 +380,7 @@ BEGIN
       LEFT JOIN pgstream_lite.capture c ON c.source_relid = s.relid AND c.kind = 'TRIGGER'
      WHERE s.source_type NOT IN ('TABLE', 'STREAM_TABLE') OR c.source_relid IS NULL
      LIMIT 1;
+    v_cols := pgstream_lite.used_columns(v_probe_oid);
     EXECUTE format('DROP VIEW pg_temp.%I', v_probe);
     SELECT array_agg(DISTINCT (x->>'relid')::oid ORDER BY (x->>'relid')::oid),
            count(*)
@@ -429,7 +431,7 @@ BEGIN
         IF shape.kind = 'AGGREGATE' THEN
             v_agg := pgstream_lite.agg_plan(m, v_relid, shape.group_attnums, fi);
             IF (v_agg->>'ok')::boolean THEN
-                RETURN v_agg - 'ok';
+                RETURN v_agg - 'ok' || jsonb_build_object('cols', v_cols);
             END IF;
             v_why := ' (not maintained algebraically: ' || (v_agg->>'reason') || ')';
         END IF;
@@ -451,7 +453,7 @@ BEGIN
                                              'changed rows'
                        ELSE format('inner join of %s tables: delta of each side joined with the '
                                    'others (inclusion-exclusion)', n_items) END,
-        'items', fi->'items');
+        'items', fi->'items', 'cols', v_cols);
 END;
 $$;
 
@@ -477,28 +479,72 @@ BEGIN
 END;
 $$;
 
+-- The columns of each source a defining query (its probe view p_probe) reads: jsonb
+-- {"<relid>": [[name, type], ...]}, for the delta path to decode only those from the row images.
+-- A source is left out (its images are decoded whole) when the query uses a whole-row value of
+-- some table (pg_depend does not tell which) or when a column it reads is an array, a composite
+-- or JSON (its JSON form is not its text form). NULL when no source qualifies.
+CREATE OR REPLACE FUNCTION pgstream_lite.used_columns(p_probe oid)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM pg_rewrite r
+                                  WHERE r.ev_class = p_probe
+                                    AND r.ev_action::text LIKE '%:varattno 0 %') THEN
+        (SELECT jsonb_object_agg(s.relid::text, (
+                    SELECT jsonb_agg(jsonb_build_array(a.attname,
+                                                       format_type(a.atttypid, a.atttypmod))
+                                     ORDER BY a.attnum)
+                      FROM pg_attribute a
+                     WHERE a.attrelid = s.relid AND a.attname = ANY (s.columns_used)
+                       AND a.attnum > 0 AND NOT a.attisdropped))
+           FROM pgstream_lite.collect_sources(p_probe) s
+          WHERE s.columns_used IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                             WHERE a.attrelid = s.relid AND a.attname = ANY (s.columns_used)
+                               AND (t.typcategory IN ('A', 'C')
+                                    OR coalesce(nullif(t.typbasetype, 0), t.oid)
+                                       IN ('json'::regtype, 'jsonb'::regtype))))
+    END
+$$;
+
+DROP FUNCTION IF EXISTS pgstream_lite.delta_images_sql(oid, text, text);
 -- SQL of the row images of p_relid's changes not visible in snapshot p_prev: which '+' new images
 -- (INSERT, UPDATE), '-' old images (UPDATE, DELETE), '*' both.
--- The images are gathered into one jsonb array and expanded by jsonb_populate_recordset, whose
--- row estimate (100) keeps the planner on index probes for the small deltas that are the common
--- case: the buffer table's own statistics are usually stale (it is emptied after each refresh).
-CREATE OR REPLACE FUNCTION pgstream_lite.delta_images_sql(p_relid oid, p_prev text, p_which text)
+-- p_cols ([[name, type], ...], see used_columns): decode only these columns, each by its text
+-- (->> then a cast: what jsonb_populate_record does for a scalar, at a fraction of its cost);
+-- NULL: whole rows by jsonb_populate_record. p_direct: read the buffer rows directly (one table:
+-- no join for the row estimate to mislead); else the images are gathered into an array first,
+-- whose unnest estimate (10 rows) keeps the planner on index probes for the small deltas that are
+-- the common case: the buffer table's own statistics are usually stale (it is emptied after
+-- each refresh).
+CREATE OR REPLACE FUNCTION pgstream_lite.delta_images_sql(
+    p_relid oid, p_prev text, p_which text, p_cols jsonb DEFAULT NULL,
+    p_direct boolean DEFAULT false)
 RETURNS text LANGUAGE sql STABLE AS $$
     SELECT format(
-        'SELECT __pgs_r.* FROM jsonb_populate_recordset(NULL::%s, (SELECT coalesce(jsonb_agg(%s), '
-        '''[]'') FROM %I.%I __pgs_x %s WHERE %s AND __pgs_x.xid >= pg_snapshot_xmin(%L) AND '
-        'NOT pg_visible_in_snapshot(__pgs_x.xid, %L::pg_snapshot))) __pgs_r',
-        p_relid::regclass,
+        'SELECT %s FROM %s',
+        CASE WHEN p_cols IS NULL THEN '__pgs_r.*'
+             ELSE coalesce((SELECT string_agg(format('(__pgs_j->>%L)::%s AS %I', e->>0, e->>1,
+                                                     e->>0), ', ' ORDER BY o)
+                              FROM jsonb_array_elements(p_cols) WITH ORDINALITY u(e, o)), '') END,
+        CASE WHEN p_direct THEN format('(SELECT %s AS __pgs_j FROM %s) __pgs_i', img, src)
+             ELSE format('unnest(ARRAY(SELECT %s FROM %s)) __pgs_j', img, src) END
+        || CASE WHEN p_cols IS NULL THEN format(
+                ', LATERAL jsonb_populate_record(NULL::%s, __pgs_j) __pgs_r', p_relid::regclass)
+                ELSE '' END)
+      FROM pgstream_lite.capture c
+     CROSS JOIN LATERAL (SELECT
         CASE p_which WHEN '+' THEN '__pgs_x.row_new' WHEN '-' THEN '__pgs_x.row_old'
-                     ELSE '__pgs_i.j' END,
-        c.buffer_schema, c.buffer_name,
-        CASE WHEN p_which = '*' THEN 'CROSS JOIN LATERAL (VALUES (__pgs_x.row_old), '
-                                     '(__pgs_x.row_new)) __pgs_i (j)' ELSE '' END,
-        CASE p_which WHEN '+' THEN '__pgs_x.op IN (''I'', ''U'')'
-                     WHEN '-' THEN '__pgs_x.op IN (''U'', ''D'')'
-                     ELSE '__pgs_i.j IS NOT NULL' END,
-        p_prev, p_prev)
-      FROM pgstream_lite.capture c WHERE c.source_relid = p_relid
+                     ELSE '__pgs_i2.j' END AS img,
+        format('%I.%I __pgs_x %s WHERE %s AND __pgs_x.xid >= pg_snapshot_xmin(%L) AND '
+               'NOT pg_visible_in_snapshot(__pgs_x.xid, %L::pg_snapshot)',
+               c.buffer_schema, c.buffer_name,
+               CASE WHEN p_which = '*' THEN 'CROSS JOIN LATERAL (VALUES (__pgs_x.row_old), '
+                                            '(__pgs_x.row_new)) __pgs_i2 (j)' ELSE '' END,
+               CASE p_which WHEN '+' THEN '__pgs_x.op IN (''I'', ''U'')'
+                            WHEN '-' THEN '__pgs_x.op IN (''U'', ''D'')'
+                            ELSE '__pgs_i2.j IS NOT NULL' END,
+               p_prev, p_prev) AS src) x
+     WHERE c.source_relid = p_relid
 $$;
 
 -- SQL selecting p_relid's buffered changes not visible in p_prev that have images `p_which`.
@@ -564,8 +610,10 @@ BEGIN
       FROM jsonb_array_elements(items) WITH ORDINALITY AS u(v, o);
     FOR k IN 1 .. cardinality(relids) LOOP
         ctes := ctes || format(E'__pgs_p%s AS MATERIALIZED (%s),\n__pgs_m%s AS MATERIALIZED (%s),\n',
-                               k, pgstream_lite.delta_images_sql(relids[k], p_prev, '+'),
-                               k, pgstream_lite.delta_images_sql(relids[k], p_prev, '-'));
+                               k, pgstream_lite.delta_images_sql(relids[k], p_prev, '+',
+                                      p_plan->'cols'->(relids[k]::text), n = 1),
+                               k, pgstream_lite.delta_images_sql(relids[k], p_prev, '-',
+                                      p_plan->'cols'->(relids[k]::text), n = 1));
     END LOOP;
     SELECT string_agg(format('__pgs_q.%I', c), ', ' ORDER BY o),
            string_agg(format('b.%I', c), ', ' ORDER BY o),
@@ -1228,8 +1276,10 @@ BEGIN
       FROM jsonb_array_elements(items) WITH ORDINALITY AS u(v, o);
     FOR k IN 1 .. cardinality(relids) LOOP
         ctes := ctes || format(E'__pgs_p%s AS MATERIALIZED (%s),\n__pgs_m%s AS MATERIALIZED (%s),\n',
-                               k, pgstream_lite.delta_images_sql(relids[k], p_prev, '+'),
-                               k, pgstream_lite.delta_images_sql(relids[k], p_prev, '-'));
+                               k, pgstream_lite.delta_images_sql(relids[k], p_prev, '+',
+                                      p_plan->'cols'->(relids[k]::text), n = 1),
+                               k, pgstream_lite.delta_images_sql(relids[k], p_prev, '-',
+                                      p_plan->'cols'->(relids[k]::text), n = 1));
     END LOOP;
     -- MIN/MAX: the old extreme and the inserted ones give a candidate; when a deleted value is
     -- at or beyond it (it may have been the extreme) the group's extreme is recomputed from the
@@ -1324,10 +1374,11 @@ BEGIN
     v_sql := format(
         E'WITH %s'
         '__pgs_b AS (\n%s\n),\n'
+        -- NaN/Infinity found while aggregating the delta (one pass over it)
+        '__pgs_dg AS MATERIALIZED (SELECT %s AS __pgs_kh, %s, sum(b.__pgs_sign) AS __pgs_dn%s, '
+        'bool_or(%s) AS __pgs_special FROM __pgs_b b GROUP BY %s),\n'
         '__pgs_t AS MATERIALIZED (SELECT CASE WHEN %s THEN ''T'' WHEN %s THEN ''R'' '
-        'WHEN EXISTS (SELECT 1 FROM __pgs_b b WHERE %s) THEN ''K'' END AS t),\n'
-        '__pgs_dg AS MATERIALIZED (SELECT %s AS __pgs_kh, %s, sum(b.__pgs_sign) AS __pgs_dn%s '
-        'FROM __pgs_b b GROUP BY %s),\n'
+        'WHEN EXISTS (SELECT 1 FROM __pgs_dg d WHERE d.__pgs_special) THEN ''K'' END AS t),\n'
         '__pgs_old AS MATERIALIZED (SELECT o.* FROM %s o WHERE o.__pgs_kh = ANY '
         '(ARRAY(SELECT d.__pgs_kh FROM __pgs_dg d))),\n'
         '__pgs_new AS MATERIALIZED (SELECT __pgs_dd.__pgs_kh, %s, coalesce(__pgs_oo.__pgs_n, 0) '
@@ -1349,12 +1400,12 @@ BEGIN
         'SELECT (SELECT count(*) FROM __pgs_ins), (SELECT count(*) FROM __pgs_del), '
         'pg_current_snapshot()::text, (SELECT t FROM __pgs_t)',
         ctes, array_to_string(branches, E'\nUNION ALL\n'),
-        pgstream_lite.truncated_sql(relids, p_prev),
-        coalesce(nullif(array_to_string(guards, ' OR '), ''), 'false'), special,
         format(kh_sql, 'b'),
         (SELECT string_agg(format('b.__pgs_k%s', o), ', ') FROM generate_series(1, nk) o),
-        dg_aggs,
+        dg_aggs, special,
         (SELECT string_agg(format('b.__pgs_k%s', o), ', ') FROM generate_series(1, nk) o),
+        pgstream_lite.truncated_sql(relids, p_prev),
+        coalesce(nullif(array_to_string(guards, ' OR '), ''), 'false'),
         v_state,
         (SELECT string_agg(format('__pgs_dd.__pgs_k%s', o), ', ') FROM generate_series(1, nk) o),
         new_cols,
