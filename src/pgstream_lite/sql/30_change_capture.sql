@@ -478,6 +478,10 @@ DECLARE
     v_fn text := 'cdc_' || p_relid;
     v_buf text;
 BEGIN
+    -- [citus hook] a Citus table is captured by 80_citus.sql (co-located buffer, shard triggers)
+    IF pgstream_lite.citus_capture(p_relid, p_pgs_id) THEN
+        RETURN;
+    END IF;
     -- Serialise capture set-up/tear-down per source: two transactions creating stream tables over
     -- one source at once would both create its buffer. Joining a capture that exists only needs
     -- it not to be torn down meanwhile: a shared lock, so creates over one source run in

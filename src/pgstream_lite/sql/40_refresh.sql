@@ -191,7 +191,8 @@ BEGIN
         PERFORM set_config('extra_float_digits', '1', true);
         PERFORM set_config('bytea_output', 'hex', true);
         IF v_action = 'DIFFERENTIAL' THEN
-            v_plan := pgstream_lite.st_plan(p_pgs_id);
+            -- [citus hook] a stream table reading Citus tables: 80_citus.sql's plan (else NULL)
+            v_plan := coalesce(pgstream_lite.citus_plan(p_pgs_id), pgstream_lite.st_plan(p_pgs_id));
             v_path := v_plan->>'path';
             v_reason := v_plan->>'reason';
             IF st.frontier->>'snapshot' IS NULL THEN
@@ -210,8 +211,10 @@ BEGIN
            AND pg_has_role(current_user, v_owner::regrole, 'MEMBER') THEN
             PERFORM set_config('role', v_owner, true);
         END IF;
-        IF v_path IN ('LINEAR', 'KEYED', 'AGG') THEN
-            IF v_path = 'LINEAR' THEN
+        IF v_path IN ('LINEAR', 'KEYED', 'AGG', 'CITUS_KEYS', 'CITUS_RECOMPUTE') THEN
+            IF v_path LIKE 'CITUS%' THEN  -- [citus hook] 80_citus.sql
+                v_res := pgstream_lite.citus_refresh(p_pgs_id, storage, v_plan);
+            ELSIF v_path = 'LINEAR' THEN
                 v_res := pgstream_lite.refresh_linear(p_pgs_id, storage, v_plan,
                                                       st.frontier->>'snapshot');
             ELSIF v_path = 'AGG' THEN

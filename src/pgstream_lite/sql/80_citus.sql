@@ -1,0 +1,410 @@
+-- pgstream-lite on Citus (issue 15; docs/citus.md). Inert where the citus extension is absent:
+-- every entry point first asks citus_table_kind(), which is NULL without Citus.
+--
+-- Change capture of a distributed source: statement-level triggers on its shards write the
+-- distribution keys a statement touched straight into the co-located shard of a change buffer
+-- that is itself distributed and co-located with the source, so capture never leaves the node
+-- that holds the row (a write cannot fail for want of a buffer elsewhere, as pg_trickle's did).
+-- A buffer row says "stream table pgs_id must recompute key k" ('T': everything, a TRUNCATE).
+-- A refresh claims its rows with DELETE ... RETURNING inside its own transaction: what it did
+-- not see stays for the next one, on every node, without any cross-node snapshot.
+
+-- Per stream table: where its storage lives on Citus (NULL: not decided / not on Citus).
+ALTER TABLE pgstream_lite.st_meta ADD COLUMN IF NOT EXISTS citus jsonb;
+
+-- 'distributed' (hash-distributed), 'reference', 'other' (e.g. Citus-local) or NULL (not a
+-- Citus table, or no Citus).
+CREATE OR REPLACE FUNCTION pgstream_lite.citus_table_kind(p_relid oid)
+RETURNS text LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v text;
+BEGIN
+    IF to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'SELECT CASE WHEN p.partmethod = ''h'' THEN ''distributed'' '
+            'WHEN p.partmethod = ''n'' AND p.repmodel = ''t'' THEN ''reference'' ELSE ''other'' END '
+            'FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1'
+        INTO v USING p_relid;
+    RETURN v;
+END;
+$$;
+
+-- The distribution column of a hash-distributed table (name and type), else NULLs.
+CREATE OR REPLACE FUNCTION pgstream_lite.citus_dist_column(p_relid oid, OUT col_name text,
+                                                           OUT col_type text)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF pgstream_lite.citus_table_kind(p_relid) IS DISTINCT FROM 'distributed' THEN
+        RETURN;
+    END IF;
+    EXECUTE 'SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) '
+            'FROM pg_catalog.pg_dist_partition p JOIN pg_attribute a ON a.attrelid = p.logicalrelid '
+            'AND a.attname = column_to_column_name(p.logicalrelid, p.partkey) '
+            'WHERE p.logicalrelid = $1'
+        INTO col_name, col_type USING p_relid;
+END;
+$$;
+
+-- The one distributed source of a stream table (NULL when it reads none); raises when it reads
+-- more than one (co-located joins are not handled yet: docs/citus.md).
+CREATE OR REPLACE FUNCTION pgstream_lite.citus_source(p_pgs_id bigint)
+RETURNS oid LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v oid[];
+BEGIN
+    SELECT array_agg(d.source_relid) INTO v FROM pgstream.pgs_dependencies d
+     WHERE d.pgs_id = p_pgs_id AND pgstream_lite.citus_table_kind(d.source_relid) = 'distributed';
+    IF coalesce(cardinality(v), 0) > 1 THEN
+        RAISE EXCEPTION 'unsupported operator for Citus: stream table % reads % distributed '
+                        'tables (%); pgstream-lite reads one distributed table (plus reference '
+                        'tables) per stream table', pgstream_lite.st_qname(p_pgs_id),
+                        cardinality(v), (SELECT string_agg(x::regclass::text, ', ') FROM unnest(v) x);
+    END IF;
+    RETURN v[1];
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION pgstream_lite.st_qname(p_pgs_id bigint)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT s.pgs_schema || '.' || s.pgs_name FROM pgstream.pgs_stream_tables s
+     WHERE s.pgs_id = p_pgs_id
+$$;
+
+-- The (re)generated capture trigger function of distributed source p_relid: writes the keys of
+-- each statement's rows, once per consuming stream table, into the co-located buffer shard.
+-- The shard a trigger fires on is named <table>_<shardid>; the buffer shard holding the same
+-- hash range sits on the same node (co-location), found in Citus's metadata (on every node).
+-- On the coordinator's shell table (which holds no rows) it finds no shard and does nothing.
+CREATE OR REPLACE FUNCTION pgstream_lite.citus_write_capture_function(p_relid oid)
+RETURNS text LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_fn text := 'cdc_' || p_relid;
+    v_buf text := 'changes_' || p_relid;
+    v_schema text := pgstream_lite.buffer_schema();
+    v_key text := (pgstream_lite.citus_dist_column(p_relid)).col_name;
+    -- schema-qualified: the trigger function runs with search_path = pg_catalog
+    v_qsrc text := (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
+                      JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_relid);
+    v_ids text;
+BEGIN
+    -- FULL-mode stream tables consume no changes: none are written for them (citus_plan sends a
+    -- table altered to DIFFERENTIAL since through a recompute that writes this function again)
+    SELECT coalesce(string_agg(DISTINCT d.pgs_id::text, ','), '') INTO v_ids
+      FROM pgstream.pgs_dependencies d JOIN pgstream.pgs_stream_tables s ON s.pgs_id = d.pgs_id
+     WHERE d.source_relid = p_relid AND s.refresh_mode <> 'FULL';
+    UPDATE pgstream_lite.st_meta x
+       SET citus = coalesce(x.citus, '{}') || jsonb_build_object(
+               'captured', x.pgs_id = ANY (('{' || v_ids || '}')::bigint[]))
+     WHERE x.pgs_id IN (SELECT d.pgs_id FROM pgstream.pgs_dependencies d
+                         WHERE d.source_relid = p_relid);
+    EXECUTE format($f$
+CREATE OR REPLACE FUNCTION pgstream_lite.%1$I() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+DECLARE
+    v_shard text;
+BEGIN
+    SELECT format('%%I.%%I', %2$L, %3$L || '_' || b.shardid) INTO v_shard
+      FROM pg_dist_shard s
+      JOIN pg_dist_shard b ON b.logicalrelid = to_regclass(%4$L)
+                          AND b.shardminvalue = s.shardminvalue
+     WHERE s.logicalrelid = to_regclass(%5$L)
+       AND s.shardid::text = substring(TG_TABLE_NAME from '_(\d+)$');
+    IF v_shard IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'TRUNCATE' THEN
+        EXECUTE format('INSERT INTO %%s (pgs_id, op) SELECT i, ''T'' FROM unnest(%%L::bigint[]) i',
+                       v_shard, %6$L);
+    ELSIF TG_OP = 'INSERT' THEN
+        EXECUTE format('INSERT INTO %%s (k, pgs_id, op) SELECT DISTINCT r.%%I, i, ''I'' '
+                       'FROM __pgs_new r, unnest(%%L::bigint[]) i', v_shard, %7$L, %6$L);
+    ELSIF TG_OP = 'UPDATE' THEN
+        EXECUTE format('INSERT INTO %%s (k, pgs_id, op) SELECT DISTINCT r.k, i, ''U'' FROM '
+                       '(SELECT %%I AS k FROM __pgs_old UNION SELECT %%I FROM __pgs_new) r, '
+                       'unnest(%%L::bigint[]) i', v_shard, %7$L, %7$L, %6$L);
+    ELSE
+        EXECUTE format('INSERT INTO %%s (k, pgs_id, op) SELECT DISTINCT r.%%I, i, ''D'' '
+                       'FROM __pgs_old r, unnest(%%L::bigint[]) i', v_shard, %7$L, %6$L);
+    END IF;
+    RETURN NULL;
+END;
+$body$ $f$, v_fn, v_schema, v_buf, format('%I.%I', v_schema, v_buf), v_qsrc,
+        '{' || v_ids || '}', v_key);
+    RETURN v_fn;
+END;
+$fn$;
+
+-- Hook of ensure_capture (30_change_capture.sql): capture of a distributed source. Returns
+-- false (nothing done) for any other table. Also places the stream table's storage (below).
+CREATE OR REPLACE FUNCTION pgstream_lite.citus_capture(p_relid oid, p_pgs_id bigint)
+RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    v_kind text := pgstream_lite.citus_table_kind(p_relid);
+    v_schema text := pgstream_lite.buffer_schema();
+    v_buf text := 'changes_' || p_relid;
+    v_col record;
+    v_fn text;
+    v_unsafe text;
+BEGIN
+    IF v_kind IS NULL OR p_pgs_id IS NULL THEN
+        RETURN false;
+    END IF;
+    -- the capture function is propagated to the workers, which Citus allows only over one
+    -- connection per node for the whole transaction
+    PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    PERFORM pgstream_lite.citus_place_storage(p_pgs_id);
+    IF v_kind <> 'distributed' THEN
+        -- reference/other Citus tables: no capture; such a source counts as always changed
+        -- (st_buffers finds no buffer), and the refresh recomputes (citus_plan)
+        RETURN true;
+    END IF;
+    PERFORM pg_advisory_xact_lock(pgstream_lite.capture_lock_key(p_relid));
+    -- DDL below must reach the workers (the API functions run with propagation off: their
+    -- temporary probe views cannot be propagated)
+    PERFORM set_config('citus.enable_ddl_propagation', 'on', true);
+    v_col := pgstream_lite.citus_dist_column(p_relid);
+    IF NOT EXISTS (SELECT 1 FROM pgstream_lite.capture c WHERE c.source_relid = p_relid) THEN
+        IF NOT EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = v_schema) THEN
+            EXECUTE format('CREATE SCHEMA %I', v_schema);
+        END IF;
+        EXECUTE format('DROP TABLE IF EXISTS %I.%I', v_schema, v_buf);
+        -- xid: far beyond any snapshot, so has_changes (30_change_capture.sql) counts every
+        -- row as not yet consumed; rows leave only when a refresh claims them
+        EXECUTE format('CREATE TABLE %I.%I (k %s, pgs_id bigint NOT NULL, op "char" NOT NULL, '
+                       'xid xid8 NOT NULL DEFAULT ''18446744073709551615'')',
+                       v_schema, v_buf, v_col.col_type);
+        EXECUTE format('COMMENT ON TABLE %I.%I IS %L', v_schema, v_buf,
+                       'pgstream-lite change buffer (distributed, co-located) of '
+                       || pgstream_lite.relname(p_relid));
+        PERFORM create_distributed_table(format('%I.%I', v_schema, v_buf), 'k',
+                                         colocate_with => p_relid::regclass::text);
+        INSERT INTO pgstream_lite.capture (source_relid, kind, buffer_schema, buffer_name,
+                                           trigger_function)
+        VALUES (p_relid, 'TRIGGER', v_schema, v_buf, 'cdc_' || p_relid);
+    END IF;
+    v_fn := pgstream_lite.citus_write_capture_function(p_relid);
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = p_relid AND t.tgname = '__pgs_cdc')
+    THEN
+        -- Citus refuses triggers on distributed tables unless this is on, because a trigger
+        -- that reaches other shards is unsafe; ours touches only the co-located buffer shard of
+        -- the node it runs on. On for these statements only.
+        v_unsafe := current_setting('citus.enable_unsafe_triggers');
+        PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+        EXECUTE format('CREATE TRIGGER __pgs_cdc AFTER INSERT ON %s REFERENCING NEW TABLE '
+                       'AS __pgs_new FOR EACH STATEMENT EXECUTE FUNCTION pgstream_lite.%I()',
+                       p_relid::regclass, v_fn);
+        EXECUTE format('CREATE TRIGGER __pgs_cdc_update AFTER UPDATE ON %s REFERENCING OLD TABLE '
+                       'AS __pgs_old NEW TABLE AS __pgs_new FOR EACH STATEMENT '
+                       'EXECUTE FUNCTION pgstream_lite.%I()', p_relid::regclass, v_fn);
+        EXECUTE format('CREATE TRIGGER __pgs_cdc_delete AFTER DELETE ON %s REFERENCING OLD TABLE '
+                       'AS __pgs_old FOR EACH STATEMENT EXECUTE FUNCTION pgstream_lite.%I()',
+                       p_relid::regclass, v_fn);
+        EXECUTE format('CREATE TRIGGER __pgs_cdc_truncate AFTER TRUNCATE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION pgstream_lite.%I()',
+                       p_relid::regclass, v_fn);
+        PERFORM set_config('citus.enable_unsafe_triggers', v_unsafe, true);
+    END IF;
+    RETURN true;
+END;
+$$;
+
+-- Where a stream table over Citus tables keeps its rows, decided once (st_meta.citus):
+-- distributed by the source's distribution column and co-located with it when Citus shows that
+-- the query keeps that column (a filter on the output column prunes the query to one shard:
+-- every output row with key k comes from source rows with key k), else coordinator-local.
+CREATE OR REPLACE FUNCTION pgstream_lite.citus_place_storage(p_pgs_id bigint)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    st pgstream.pgs_stream_tables;
+    m pgstream_lite.st_meta;
+    v_src oid;
+    v_col record;
+    v_sample text;
+    v_plan jsonb;
+    v_tasks integer;
+    v_placement jsonb;
+    v_storage text;
+    v_index text;
+BEGIN
+    SELECT * INTO m FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
+    IF m.citus ? 'storage' THEN
+        RETURN;
+    END IF;
+    SELECT * INTO st FROM pgstream.pgs_stream_tables s WHERE s.pgs_id = p_pgs_id;
+    v_storage := format('%I.%I', st.pgs_schema, st.pgs_name);
+    v_src := pgstream_lite.citus_source(p_pgs_id);
+    v_placement := jsonb_build_object('storage', 'local', 'reason',
+                                      'the query reads no distributed table');
+    IF v_src IS NOT NULL THEN
+        v_col := pgstream_lite.citus_dist_column(v_src);
+        v_placement := jsonb_build_object('storage', 'local', 'source', v_src::regclass::text,
+            'reason', format('the query does not keep %s''s distribution column %s',
+                             v_src::regclass::text, v_col.col_name));
+        IF v_col.col_name = ANY (pgstream_lite.stored_columns(m)) THEN
+            EXECUTE format('SELECT %I::text FROM %s LIMIT 1', v_col.col_name, v_src::regclass)
+                INTO v_sample;
+            BEGIN
+                EXECUTE format('EXPLAIN (FORMAT JSON) SELECT * FROM (%s) q WHERE q.%I = %L::%s',
+                               m.body, v_col.col_name, coalesce(v_sample, '0'), v_col.col_type)
+                    INTO v_plan;
+                v_tasks := (jsonb_path_query_first(v_plan, 'strict $.**."Task Count"'))::integer;
+            EXCEPTION WHEN OTHERS THEN
+                v_tasks := NULL;  -- e.g. no literal of the key's type: stays local
+            END;
+            IF v_tasks = 1 THEN
+                -- the guard triggers (50_api.sql) would fire on the shards, where the refresh's
+                -- transaction-local flag is not set: on a distributed stream table they stay on
+                -- the coordinator's shell table only (docs/citus.md: writes are not guarded)
+                PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
+                EXECUTE format('DROP TRIGGER IF EXISTS __pgs_guard_dml ON %s', v_storage);
+                EXECUTE format('DROP TRIGGER IF EXISTS __pgs_guard_truncate ON %s', v_storage);
+                -- Citus keeps a unique index only when it includes the distribution column
+                FOR v_index IN SELECT i.indexrelid::regclass::text FROM pg_index i
+                                 JOIN pg_attribute a ON a.attrelid = i.indrelid
+                                  AND a.attnum = i.indkey[0] AND a.attname = '__pgs_row_id'
+                                WHERE i.indrelid = v_storage::regclass AND i.indisunique
+                                  AND i.indnatts = 1 LOOP
+                    EXECUTE format('DROP INDEX %s', v_index);
+                END LOOP;
+                EXECUTE format('CREATE UNIQUE INDEX ON %s (__pgs_row_id, %I)', v_storage,
+                               v_col.col_name);
+                PERFORM create_distributed_table(v_storage, v_col.col_name,
+                                                 colocate_with => v_src::regclass::text);
+                v_placement := jsonb_build_object('storage', 'distributed', 'source',
+                    v_src::regclass::text, 'column', v_col.col_name,
+                    'reason', format('the query keeps %s''s distribution column %s: co-located '
+                                     'with it', v_src::regclass::text, v_col.col_name));
+            END IF;
+        END IF;
+    END IF;
+    UPDATE pgstream_lite.st_meta x SET citus = v_placement WHERE x.pgs_id = p_pgs_id;
+END;
+$$;
+
+-- Hook of refresh_st (40_refresh.sql): the DIFFERENTIAL plan of a stream table reading a Citus
+-- table, NULL for any other. CITUS_KEYS: recompute the keys the claimed changes name;
+-- CITUS_RECOMPUTE: claim the changes and recompute everything.
+CREATE OR REPLACE FUNCTION pgstream_lite.citus_plan(p_pgs_id bigint)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v jsonb;
+BEGIN
+    SELECT x.citus INTO v FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
+    IF v IS NULL THEN
+        RETURN NULL;
+    ELSIF v->>'source' IS NOT NULL AND NOT coalesce((v->>'captured')::boolean, false) THEN
+        RETURN v || jsonb_build_object('path', 'CITUS_RECOMPUTE', 'recapture', true, 'reason',
+            'its changes were not captured (FULL mode until now): recompute, capture from now on');
+    ELSIF v->>'storage' = 'distributed' AND NOT EXISTS (
+            SELECT 1 FROM pgstream.pgs_dependencies d
+             WHERE d.pgs_id = p_pgs_id AND d.source_relid <> (v->>'source')::regclass) THEN
+        RETURN v || jsonb_build_object('path', 'CITUS_KEYS', 'reason',
+            format('recompute the %s keys named by the changes, on the workers', v->>'column'));
+    END IF;
+    RETURN v || jsonb_build_object('path', 'CITUS_RECOMPUTE', 'reason',
+        CASE WHEN v->>'storage' = 'distributed'
+             THEN 'it also reads tables whose changes are not keyed (e.g. reference tables)'
+             ELSE v->>'reason' END || ': recompute');
+END;
+$$;
+
+-- The CITUS_* refresh paths. Returns what refresh_st records (as refresh_linear & co do).
+CREATE OR REPLACE FUNCTION pgstream_lite.citus_refresh(
+    p_pgs_id bigint, p_storage text, p_plan jsonb,
+    OUT ins bigint, OUT del bigint, OUT snap text, OUT truncated boolean, OUT rebuilt boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    m pgstream_lite.st_meta;
+    b record;
+    v_keys text;
+    v_all boolean := p_plan->>'path' = 'CITUS_RECOMPUTE';
+    v_cols text;
+    v_nkeys bigint;
+    v_t boolean;
+    v_type text;
+BEGIN
+    truncated := false;
+    rebuilt := false;
+    SELECT * INTO m FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
+    IF (p_plan->>'recapture')::boolean THEN
+        PERFORM set_config('citus.enable_ddl_propagation', 'on', true);
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+        PERFORM pgstream_lite.citus_write_capture_function((p_plan->>'source')::regclass);
+    END IF;
+    SELECT string_agg(format('%I', c), ', ' ORDER BY o) INTO v_cols
+      FROM unnest(pgstream_lite.stored_columns(m)) WITH ORDINALITY AS u(c, o);
+    -- claim this stream table's changes (and those of stream tables dropped since)
+    FOR b IN SELECT * FROM pgstream_lite.st_buffers(p_pgs_id) s
+              WHERE s.buffer_name IS NOT NULL
+                AND pgstream_lite.citus_table_kind(s.source_relid) = 'distributed' LOOP
+        v_type := (pgstream_lite.citus_dist_column(b.source_relid)).col_type;
+        EXECUTE format(
+            'WITH c AS (DELETE FROM %I.%I x WHERE x.pgs_id = $1 OR x.pgs_id <> ALL (%L::bigint[]) '
+            'RETURNING x.k, x.op, x.pgs_id) '
+            'SELECT string_agg(DISTINCT quote_literal(c.k::text), '','') FILTER (WHERE c.op <> ''T'' '
+            'AND c.pgs_id = $1), count(DISTINCT c.k) FILTER (WHERE c.pgs_id = $1), '
+            'coalesce(bool_or(c.op = ''T'' AND c.pgs_id = $1), false) FROM c',
+            b.buffer_schema, b.buffer_name,
+            (SELECT array_agg(s.pgs_id) FROM pgstream.pgs_stream_tables s))
+            INTO v_keys, v_nkeys, v_t USING p_pgs_id;
+        v_all := v_all OR v_t OR v_nkeys > 100000;
+    END LOOP;
+    IF v_all THEN
+        EXECUTE format('WITH d AS (DELETE FROM %s RETURNING 1) SELECT count(*) FROM d', p_storage)
+            INTO del;
+        EXECUTE format(E'INSERT INTO %s (__pgs_row_id, %s)\n%s', p_storage, v_cols,
+                       pgstream_lite.rows_sql(p_pgs_id));
+        GET DIAGNOSTICS ins = ROW_COUNT;
+    ELSIF v_keys IS NULL THEN
+        ins := 0;
+        del := 0;
+    ELSE
+        -- every output row of key k comes from source rows of key k (citus_place_storage), and
+        -- identical rows share their key: the occurrence numbering of the row ids is the same
+        -- within a key's rows as within the whole result
+        EXECUTE format('WITH d AS (DELETE FROM %s t WHERE t.%I = ANY (ARRAY[%s]::%s[]) RETURNING 1) '
+                       'SELECT count(*) FROM d', p_storage, p_plan->>'column', v_keys,
+                       v_type)
+            INTO del;
+        EXECUTE format(E'INSERT INTO %s (__pgs_row_id, %s)\nSELECT r.* FROM (%s) r '
+                       'WHERE r.%I = ANY (ARRAY[%s]::%s[])', p_storage, v_cols,
+                       pgstream_lite.rows_sql_from(p_pgs_id,
+                           format(E'SELECT * FROM (\n%s\n) q WHERE q.%I = ANY (ARRAY[%s]::%s[])',
+                                  coalesce(m.count_query, m.body), p_plan->>'column', v_keys,
+                                  v_type)),
+                       p_plan->>'column', v_keys, v_type);
+        GET DIAGNOSTICS ins = ROW_COUNT;
+    END IF;
+    snap := pg_current_snapshot()::text;
+END;
+$$;
+
+
+-- The API's functions create and drop temporary probe views, which Citus would try to
+-- propagate to the workers (and fail on pg_temp): they run with DDL propagation off; what must
+-- reach the workers turns it on for itself (citus_capture). Only where Citus is installed.
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
+        FOR f IN SELECT p.oid::regprocedure FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                  WHERE (n.nspname = 'pgstream' AND p.proname IN ('create_stream_table',
+                         'refresh_stream_table', 'explain_st'))
+                     OR (n.nspname = 'pgstream_lite' AND p.proname IN ('refresh_st',
+                         'scheduled_refresh')) LOOP
+            EXECUTE format('ALTER FUNCTION %s SET citus.enable_ddl_propagation = off', f);
+        END LOOP;
+        -- a create propagates the capture function (citus_capture), which Citus allows only
+        -- when the transaction used one connection per node throughout
+        ALTER FUNCTION pgstream.create_stream_table(text, text, text, text, boolean)
+            SET citus.multi_shard_modify_mode = 'sequential';
+        -- dropping the last stream table over a source drops its capture triggers
+        -- (release_capture), which Citus allows on a distributed table only with this on
+        ALTER FUNCTION pgstream.drop_stream_table(text) SET citus.enable_unsafe_triggers = on;
+        ALTER FUNCTION pgstream.drop_stream_table(text)
+            SET citus.multi_shard_modify_mode = 'sequential';
+    END IF;
+END;
+$$;
