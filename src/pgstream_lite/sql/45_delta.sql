@@ -925,6 +925,35 @@ BEGIN
 END;
 $$;
 
+-- Count of values per numeric scale (as scale_merge) p_old plus p_counts[i] values of scale
+-- p_scales[i] (a scale may repeat).
+CREATE OR REPLACE FUNCTION pgstream_lite.scale_add(p_old bigint[], p_scales integer[],
+                                                   p_counts bigint[])
+RETURNS bigint[] LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    r bigint[] := coalesce(p_old, '{}');
+    i integer;
+    n integer;
+BEGIN
+    IF cardinality(r) = 0 THEN
+        r := ARRAY[0]::bigint[];  -- lower bound 1: elements set beyond it pad with NULL
+    END IF;
+    FOR i IN 1 .. coalesce(cardinality(p_scales), 0) LOOP
+        r[p_scales[i] + 1] := coalesce(r[p_scales[i] + 1], 0) + coalesce(p_counts[i], 0);
+    END LOOP;
+    n := coalesce(array_length(r, 1), 0);
+    WHILE n > 0 AND coalesce(r[n], 0) = 0 LOOP
+        n := n - 1;
+    END LOOP;
+    FOR i IN 1 .. n LOOP
+        IF r[i] IS NULL THEN
+            r[i] := 0;
+        END IF;
+    END LOOP;
+    RETURN r[1:n];
+END;
+$$;
+
 -- The select list and GROUP BY of an aggregate query, for the AGG path: jsonb
 -- {ok, reason, from_pos, group_pos, where_pos, items: [{kind key|agg, fn, expr}], n_group}.
 CREATE OR REPLACE FUNCTION pgstream_lite.agg_items(p_body text)
@@ -1153,6 +1182,8 @@ DECLARE
     st_cols text;      -- state columns
     st_defs text;
     dg_aggs text := '';
+    l1_aggs text := '';
+    l1_group text := '';
     new_cols text := '';
     base_aggs text := '';
     special text := 'false';
@@ -1196,8 +1227,9 @@ BEGIN
         -- every aggregate of an argument: its non-NULL count
         st_cols := st_cols || format(', __pgs_nn%s', j);
         st_defs := st_defs || format(', __pgs_nn%s bigint', j);
-        dg_aggs := dg_aggs || format(
+        l1_aggs := l1_aggs || format(
             ', sum(b.__pgs_sign) FILTER (WHERE b.__pgs_a%1$s IS NOT NULL) AS __pgs_dnn%1$s', j);
+        dg_aggs := dg_aggs || format(', sum(b.__pgs_dnn%1$s)::bigint AS __pgs_dnn%1$s', j);
         new_cols := new_cols || format(
             ', coalesce(o.__pgs_nn%1$s, 0) + coalesce(d.__pgs_dnn%1$s, 0) AS __pgs_nn%1$s', j);
         base_aggs := base_aggs || format(', count(b.__pgs_a%1$s) AS __pgs_nn%1$s', j);
@@ -1205,15 +1237,21 @@ BEGIN
             -- exact sum, and the count of values per numeric scale
             st_cols := st_cols || format(', __pgs_s%1$s, __pgs_sc%1$s', j);
             st_defs := st_defs || format(', __pgs_s%1$s numeric, __pgs_sc%1$s bigint[]', j);
+            -- level 1 groups the delta by key and scale, so level 2 gathers one (scale, net
+            -- count) pair per scale present, not one scale per changed row
+            l1_group := l1_group || format(', scale(b.__pgs_a%1$s::numeric)', j);
+            l1_aggs := l1_aggs || format(
+                ', scale(b.__pgs_a%1$s::numeric) AS __pgs_sc%1$s'
+                ', sum(b.__pgs_sign * b.__pgs_a%1$s::numeric) AS __pgs_ds%1$s', j);
             dg_aggs := dg_aggs || format(
-                ', sum(b.__pgs_sign * b.__pgs_a%1$s::numeric) AS __pgs_ds%1$s'
-                ', array_agg(scale(b.__pgs_a%1$s::numeric)) FILTER (WHERE b.__pgs_a%1$s IS NOT '
-                'NULL AND b.__pgs_sign > 0) AS __pgs_dsp%1$s'
-                ', array_agg(scale(b.__pgs_a%1$s::numeric)) FILTER (WHERE b.__pgs_a%1$s IS NOT '
-                'NULL AND b.__pgs_sign < 0) AS __pgs_dsm%1$s', j);
+                ', sum(b.__pgs_ds%1$s) AS __pgs_ds%1$s'
+                ', array_agg(b.__pgs_sc%1$s) FILTER (WHERE b.__pgs_sc%1$s IS NOT NULL) '
+                'AS __pgs_dsc%1$s'
+                ', array_agg(b.__pgs_dnn%1$s) FILTER (WHERE b.__pgs_sc%1$s IS NOT NULL) '
+                'AS __pgs_dscn%1$s', j);
             new_cols := new_cols || format(
                 ', coalesce(o.__pgs_s%1$s, 0) + coalesce(d.__pgs_ds%1$s, 0) AS __pgs_s%1$s'
-                ', pgstream_lite.scale_merge(o.__pgs_sc%1$s, d.__pgs_dsp%1$s, d.__pgs_dsm%1$s) '
+                ', pgstream_lite.scale_add(o.__pgs_sc%1$s, d.__pgs_dsc%1$s, d.__pgs_dscn%1$s) '
                 'AS __pgs_sc%1$s', j);
             base_aggs := base_aggs || format(
                 ', sum(b.__pgs_a%1$s::numeric) AS __pgs_s%1$s, pgstream_lite.scale_merge(NULL, '
@@ -1224,9 +1262,12 @@ BEGIN
         ELSIF a->>'fn' IN ('MIN', 'MAX') THEN
             st_cols := st_cols || format(', __pgs_m%s', j);
             st_defs := st_defs || format(', __pgs_m%s %s', j, a->>'type');
-            dg_aggs := dg_aggs || format(
+            l1_aggs := l1_aggs || format(
                 ', %2$s(b.__pgs_a%1$s) FILTER (WHERE b.__pgs_sign > 0) AS __pgs_im%1$s'
                 ', %2$s(b.__pgs_a%1$s) FILTER (WHERE b.__pgs_sign < 0) AS __pgs_dm%1$s',
+                j, lower(a->>'fn'));
+            dg_aggs := dg_aggs || format(
+                ', %2$s(b.__pgs_im%1$s) AS __pgs_im%1$s, %2$s(b.__pgs_dm%1$s) AS __pgs_dm%1$s',
                 j, lower(a->>'fn'));
             base_aggs := base_aggs || format(', %s(b.__pgs_a%s) AS __pgs_m%s',
                                              lower(a->>'fn'), j, j);
@@ -1374,9 +1415,11 @@ BEGIN
     v_sql := format(
         E'WITH %s'
         '__pgs_b AS (\n%s\n),\n'
-        -- NaN/Infinity found while aggregating the delta (one pass over it)
-        '__pgs_dg AS MATERIALIZED (SELECT %s AS __pgs_kh, %s, sum(b.__pgs_sign) AS __pgs_dn%s, '
-        'bool_or(%s) AS __pgs_special FROM __pgs_b b GROUP BY %s),\n'
+        -- the delta per group, in two levels (see l1_group); NaN/Infinity found on the way
+        '__pgs_b1 AS (SELECT %s, sum(b.__pgs_sign) AS __pgs_dn%s, bool_or(%s) AS __pgs_special '
+        'FROM __pgs_b b GROUP BY %s%s),\n'
+        '__pgs_dg AS MATERIALIZED (SELECT %s AS __pgs_kh, %s, sum(b.__pgs_dn)::bigint AS __pgs_dn'
+        '%s, bool_or(b.__pgs_special) AS __pgs_special FROM __pgs_b1 b GROUP BY %s),\n'
         '__pgs_t AS MATERIALIZED (SELECT CASE WHEN %s THEN ''T'' WHEN %s THEN ''R'' '
         'WHEN EXISTS (SELECT 1 FROM __pgs_dg d WHERE d.__pgs_special) THEN ''K'' END AS t),\n'
         '__pgs_old AS MATERIALIZED (SELECT o.* FROM %s o WHERE o.__pgs_kh = ANY '
@@ -1400,9 +1443,13 @@ BEGIN
         'SELECT (SELECT count(*) FROM __pgs_ins), (SELECT count(*) FROM __pgs_del), '
         'pg_current_snapshot()::text, (SELECT t FROM __pgs_t)',
         ctes, array_to_string(branches, E'\nUNION ALL\n'),
+        (SELECT string_agg(format('b.__pgs_k%s', o), ', ') FROM generate_series(1, nk) o),
+        l1_aggs, special,
+        (SELECT string_agg(format('b.__pgs_k%s', o), ', ') FROM generate_series(1, nk) o),
+        l1_group,
         format(kh_sql, 'b'),
         (SELECT string_agg(format('b.__pgs_k%s', o), ', ') FROM generate_series(1, nk) o),
-        dg_aggs, special,
+        dg_aggs,
         (SELECT string_agg(format('b.__pgs_k%s', o), ', ') FROM generate_series(1, nk) o),
         pgstream_lite.truncated_sql(relids, p_prev),
         coalesce(nullif(array_to_string(guards, ' OR '), ''), 'false'),
