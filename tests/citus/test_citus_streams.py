@@ -61,6 +61,11 @@ def test_storage_is_distributed_when_the_query_keeps_the_distribution_column(
             "WHERE p.logicalrelid = %s::regclass", (name,)).fetchone()
         assert (colocated == (True,)) == (storage == "distributed"), name
         assert _difference(cconn, name) == 0, name
+        tree = cconn.execute("SELECT value FROM pgstream.explain_st(%s) "
+                             "WHERE property = 'operator_tree'", (name,)).fetchone()[0]
+        where = ("storage distributed by cid, co-located with" if storage == "distributed"
+                 else "storage on the coordinator")
+        assert tree.startswith(QUERIES[name][2] + ":") and where in tree, tree
 
 
 def test_writes_to_a_captured_source_never_fail_and_land_on_the_workers(

@@ -151,6 +151,8 @@ BEGIN
                                          'plan not available here: ' || SQLERRM);
         END;
     END IF;
+    -- [citus hook] a stream table reading Citus tables: its storage and path (80_citus.sql)
+    v_plan := coalesce(pgstream_lite.citus_explain(st.pgs_id, st.refresh_mode), v_plan);
     RETURN QUERY
     SELECT x.p, x.v FROM (VALUES
         (1, 'pgs_name', st.pgs_schema || '.' || st.pgs_name),

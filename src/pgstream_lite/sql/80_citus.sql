@@ -293,7 +293,9 @@ BEGIN
     SELECT x.citus INTO v FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
     IF v IS NULL THEN
         RETURN NULL;
-    ELSIF v->>'source' IS NOT NULL AND NOT coalesce((v->>'captured')::boolean, false) THEN
+    END IF;
+    v := v || jsonb_build_object('reason_storage', v->>'reason');
+    IF v->>'source' IS NOT NULL AND NOT coalesce((v->>'captured')::boolean, false) THEN
         RETURN v || jsonb_build_object('path', 'CITUS_RECOMPUTE', 'recapture', true, 'reason',
             'its changes were not captured (FULL mode until now): recompute, capture from now on');
     ELSIF v->>'storage' = 'distributed' AND NOT EXISTS (
@@ -305,7 +307,59 @@ BEGIN
     RETURN v || jsonb_build_object('path', 'CITUS_RECOMPUTE', 'reason',
         CASE WHEN v->>'storage' = 'distributed'
              THEN 'it also reads tables whose changes are not keyed (e.g. reference tables)'
-             ELSE v->>'reason' END || ': recompute');
+             ELSE 'the query does not keep the distribution column' END
+        || ': the changes are claimed and the whole query re-run');
+END;
+$$;
+
+-- Hook of explain_st (60_monitoring.sql): the operator_tree of a stream table reading Citus
+-- tables ({path, reason}: where its storage lives and how it is refreshed), NULL for any other.
+CREATE OR REPLACE FUNCTION pgstream_lite.citus_explain(p_pgs_id bigint, p_mode text)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v jsonb := pgstream_lite.citus_plan(p_pgs_id);
+    v_storage text;
+BEGIN
+    IF v IS NULL THEN
+        RETURN NULL;
+    END IF;
+    v_storage := CASE WHEN v->>'storage' = 'distributed'
+        THEN format('storage distributed by %s, co-located with %s', v->>'column', v->>'source')
+        ELSE 'storage on the coordinator' END || format(' (%s)', v->>'reason_storage');
+    IF p_mode = 'FULL' THEN
+        RETURN jsonb_build_object('path', 'FULL', 'reason',
+            'refresh mode FULL re-runs the whole defining query; ' || v_storage);
+    END IF;
+    RETURN jsonb_build_object('path', v->>'path', 'reason', (v->>'reason') || '; ' || v_storage);
+END;
+$$;
+
+-- rows_sql_from (40_refresh.sql) for distributed storage: the occurrence numbers of identical
+-- rows are counted per (distribution key, hash), which lets Citus run the whole statement on
+-- the workers (a window partitioned by the distribution column is pushed down); identical rows
+-- share their key, so the numbers are the same. Built-in hashes: the workers have no
+-- pgstream functions.
+CREATE OR REPLACE FUNCTION pgstream_lite.citus_rows_sql(p_pgs_id bigint, p_inner text,
+                                                        p_key text)
+RETURNS text LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    m pgstream_lite.st_meta;
+    q_cols text;
+    h_cols text;
+BEGIN
+    SELECT * INTO m FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
+    SELECT string_agg(format('q.%I', c), ', ' ORDER BY o),
+           string_agg(format('h.%I', c), ', ' ORDER BY o)
+      INTO q_cols, h_cols
+      FROM unnest(pgstream_lite.stored_columns(m)) WITH ORDINALITY AS u(c, o);
+    RETURN format(
+        E'SELECT CASE WHEN h.__pgs_occ = 1 THEN h.__pgs_h\n'
+        || E'            ELSE hashtextextended(ARRAY[h.__pgs_h::text, h.__pgs_occ::text]::text, 1)\n'
+        || E'       END AS __pgs_row_id, %s\n'
+        || E'  FROM (SELECT g.*, row_number() OVER (PARTITION BY g.%I, g.__pgs_h) AS __pgs_occ\n'
+        || E'          FROM (SELECT %s, hashtextextended(ROW(%s)::text, 0) AS __pgs_h\n'
+        || E'                  FROM (\n%s\n) q) g) h',
+        h_cols, p_key, q_cols, q_cols, coalesce(p_inner, m.count_query, m.body));
 END;
 $$;
 
@@ -354,7 +408,9 @@ BEGIN
         EXECUTE format('WITH d AS (DELETE FROM %s RETURNING 1) SELECT count(*) FROM d', p_storage)
             INTO del;
         EXECUTE format(E'INSERT INTO %s (__pgs_row_id, %s)\n%s', p_storage, v_cols,
-                       pgstream_lite.rows_sql(p_pgs_id));
+                       CASE WHEN p_plan->>'storage' = 'distributed'
+                            THEN pgstream_lite.citus_rows_sql(p_pgs_id, NULL, p_plan->>'column')
+                            ELSE pgstream_lite.rows_sql(p_pgs_id) END);
         GET DIAGNOSTICS ins = ROW_COUNT;
     ELSIF v_keys IS NULL THEN
         ins := 0;
@@ -367,13 +423,12 @@ BEGIN
                        'SELECT count(*) FROM d', p_storage, p_plan->>'column', v_keys,
                        v_type)
             INTO del;
-        EXECUTE format(E'INSERT INTO %s (__pgs_row_id, %s)\nSELECT r.* FROM (%s) r '
-                       'WHERE r.%I = ANY (ARRAY[%s]::%s[])', p_storage, v_cols,
-                       pgstream_lite.rows_sql_from(p_pgs_id,
+        EXECUTE format(E'INSERT INTO %s (__pgs_row_id, %s)\n%s', p_storage, v_cols,
+                       pgstream_lite.citus_rows_sql(p_pgs_id,
                            format(E'SELECT * FROM (\n%s\n) q WHERE q.%I = ANY (ARRAY[%s]::%s[])',
                                   coalesce(m.count_query, m.body), p_plan->>'column', v_keys,
-                                  v_type)),
-                       p_plan->>'column', v_keys, v_type);
+                                  v_type),
+                           p_plan->>'column'));
         GET DIAGNOSTICS ins = ROW_COUNT;
     END IF;
     snap := pg_current_snapshot()::text;
