@@ -508,7 +508,8 @@ $$;
 
 DROP FUNCTION IF EXISTS pgstream_lite.delta_images_sql(oid, text, text);
 -- SQL of the row images of p_relid's changes not visible in snapshot p_prev: which '+' new images
--- (INSERT, UPDATE), '-' old images (UPDATE, DELETE), '*' both.
+-- (INSERT, UPDATE), '-' old images (UPDATE, DELETE), '*' both, '±' both with a last column
+-- __pgs_sign (+1 new, -1 old: one read of the buffer for both).
 -- p_cols ([[name, type], ...], see used_columns): decode only these columns, each by its text
 -- (->> then a cast: what jsonb_populate_record does for a scalar, at a fraction of its cost);
 -- NULL: whole rows by jsonb_populate_record. p_direct: read the buffer rows directly (one table:
@@ -522,11 +523,15 @@ CREATE OR REPLACE FUNCTION pgstream_lite.delta_images_sql(
 RETURNS text LANGUAGE sql STABLE AS $$
     SELECT format(
         'SELECT %s FROM %s',
-        CASE WHEN p_cols IS NULL THEN '__pgs_r.*'
-             ELSE coalesce((SELECT string_agg(format('(__pgs_j->>%L)::%s AS %I', e->>0, e->>1,
-                                                     e->>0), ', ' ORDER BY o)
-                              FROM jsonb_array_elements(p_cols) WITH ORDINALITY u(e, o)), '') END,
-        CASE WHEN p_direct THEN format('(SELECT %s AS __pgs_j FROM %s) __pgs_i', img, src)
+        concat_ws(', ',
+            CASE WHEN p_cols IS NULL THEN '__pgs_r.*'
+                 ELSE (SELECT string_agg(format('(__pgs_j->>%L)::%s AS %I', e->>0, e->>1, e->>0),
+                                         ', ' ORDER BY o)
+                         FROM jsonb_array_elements(p_cols) WITH ORDINALITY u(e, o)) END,
+            CASE WHEN p_which = '±' THEN '__pgs_s AS __pgs_sign' END),
+        CASE WHEN p_which = '±' THEN format('(SELECT %s AS __pgs_j, __pgs_i2.s AS __pgs_s FROM %s) '
+                                            '__pgs_i', img, src)
+             WHEN p_direct THEN format('(SELECT %s AS __pgs_j FROM %s) __pgs_i', img, src)
              ELSE format('unnest(ARRAY(SELECT %s FROM %s)) __pgs_j', img, src) END
         || CASE WHEN p_cols IS NULL THEN format(
                 ', LATERAL jsonb_populate_record(NULL::%s, __pgs_j) __pgs_r', p_relid::regclass)
@@ -539,7 +544,10 @@ RETURNS text LANGUAGE sql STABLE AS $$
                'NOT pg_visible_in_snapshot(__pgs_x.xid, %L::pg_snapshot)',
                c.buffer_schema, c.buffer_name,
                CASE WHEN p_which = '*' THEN 'CROSS JOIN LATERAL (VALUES (__pgs_x.row_old), '
-                                            '(__pgs_x.row_new)) __pgs_i2 (j)' ELSE '' END,
+                                            '(__pgs_x.row_new)) __pgs_i2 (j)'
+                    WHEN p_which = '±' THEN 'CROSS JOIN LATERAL (VALUES (__pgs_x.row_old, -1), '
+                                            '(__pgs_x.row_new, 1)) __pgs_i2 (j, s)'
+                    ELSE '' END,
                CASE p_which WHEN '+' THEN '__pgs_x.op IN (''I'', ''U'')'
                             WHEN '-' THEN '__pgs_x.op IN (''U'', ''D'')'
                             ELSE '__pgs_i2.j IS NOT NULL' END,
@@ -1194,6 +1202,7 @@ DECLARE
     v_flag text;
     v_attempt integer := 0;
     v_sql text;
+    spa text;
 BEGIN
     SELECT * INTO m FROM pgstream_lite.st_meta s WHERE s.pgs_id = p_pgs_id;
     -- the query before aggregation: keys and aggregate arguments of each source row
@@ -1210,6 +1219,17 @@ BEGIN
     shift := length(prefix) + 1 - (p_plan->>'from_pos')::integer;
     SELECT jsonb_agg(jsonb_set(v, '{pos}', to_jsonb((v->>'pos')::integer + shift)) ORDER BY o)
       INTO pa_items FROM jsonb_array_elements(items) WITH ORDINALITY u(v, o);
+    IF n = 1 THEN
+        -- one table: its old and new images are read together, signed (one pass over the
+        -- buffer, one branch, no emptiness probe)
+        prefix := rtrim(prefix) || format(', %s.__pgs_sign AS __pgs_sign ', items->0->>'alias');
+        spa := prefix || substr(m.body, (p_plan->>'from_pos')::integer,
+                                (p_plan->>'group_pos')::integer - (p_plan->>'from_pos')::integer);
+        spa := pgstream_lite.subst_items(
+            spa, jsonb_build_array(jsonb_set(items->0, '{pos}', to_jsonb(
+                (items->0->>'pos')::integer + length(prefix) + 1
+                - (p_plan->>'from_pos')::integer))), ARRAY['__pgs_pm1']);
+    END IF;
     SELECT string_agg(format('__pgs_k%s', o), ', ' ORDER BY o),
            string_agg(format('__pgs_k%s %s', o, e->>'type'), ', ' ORDER BY o)
       INTO kcols, st_defs
@@ -1315,13 +1335,19 @@ BEGIN
     SELECT array_agg(DISTINCT (v->>'relid')::oid) INTO relids FROM jsonb_array_elements(items) v;
     SELECT array_agg(array_position(relids, (v->>'relid')::oid) ORDER BY o) INTO rel_idx
       FROM jsonb_array_elements(items) WITH ORDINALITY AS u(v, o);
-    FOR k IN 1 .. cardinality(relids) LOOP
-        ctes := ctes || format(E'__pgs_p%s AS MATERIALIZED (%s),\n__pgs_m%s AS MATERIALIZED (%s),\n',
-                               k, pgstream_lite.delta_images_sql(relids[k], p_prev, '+',
-                                      p_plan->'cols'->(relids[k]::text), n = 1),
-                               k, pgstream_lite.delta_images_sql(relids[k], p_prev, '-',
-                                      p_plan->'cols'->(relids[k]::text), n = 1));
-    END LOOP;
+    IF n = 1 THEN
+        ctes := format(E'__pgs_pm1 AS (%s),\n', pgstream_lite.delta_images_sql(
+                           relids[1], p_prev, '±', p_plan->'cols'->(relids[1]::text), true));
+    ELSE
+        FOR k IN 1 .. cardinality(relids) LOOP
+            ctes := ctes || format(
+                E'__pgs_p%s AS MATERIALIZED (%s),\n__pgs_m%s AS MATERIALIZED (%s),\n',
+                k, pgstream_lite.delta_images_sql(relids[k], p_prev, '+',
+                                                  p_plan->'cols'->(relids[k]::text)),
+                k, pgstream_lite.delta_images_sql(relids[k], p_prev, '-',
+                                                  p_plan->'cols'->(relids[k]::text)));
+        END LOOP;
+    END IF;
     -- MIN/MAX: the old extreme and the inserted ones give a candidate; when a deleted value is
     -- at or beyond it (it may have been the extreme) the group's extreme is recomputed from the
     -- current rows of that group
@@ -1357,7 +1383,9 @@ BEGIN
     <<attempt>>
     LOOP
     v_attempt := v_attempt + 1;
-    IF v_attempt <= 3 THEN
+    IF n = 1 THEN
+        nonempty := ARRAY[true, true];
+    ELSIF v_attempt <= 3 THEN
         EXECUTE 'SELECT ARRAY[' || (SELECT string_agg(format(
                     'EXISTS (%s LIMIT 1), EXISTS (%s LIMIT 1)',
                     pgstream_lite.delta_exists_sql(r, p_prev, '+'),
@@ -1379,8 +1407,11 @@ BEGIN
         END IF;
     END LOOP;
     branches := '{}';
+    IF n = 1 THEN
+        branches := ARRAY[format(E'SELECT * FROM (\n%s\n) __pgs_q', spa)];
+    END IF;
     <<branch>>
-    FOR mask IN 1 .. (3 ^ n)::integer - 1 LOOP
+    FOR mask IN 1 .. CASE WHEN n = 1 THEN 0 ELSE (3 ^ n)::integer - 1 END LOOP
         states := '{}'; repl := '{}'; gates := '{}';
         x := mask; v_size := 0; v_sign := 1;
         FOR k IN 1 .. n LOOP
