@@ -1,20 +1,22 @@
 -- pgstream-lite: query analysis, dependencies, cycle detection, change capture, DML guard.
 
--- The defining query without trailing whitespace/comments and one trailing semicolon, ready to be
--- embedded as a subquery. A lexer (strings, E'' strings, quoted identifiers, dollar quotes with
--- any tag, nested block comments, line comments) so that ';' or '--' inside literals are kept.
--- A second top-level statement is a syntax error.
-CREATE OR REPLACE FUNCTION pgstream_lite.query_body(p_query text)
-RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+-- The one SQL lexer of the engine's query text analysis (query_body, top_level_words here,
+-- top_level_tokens in 45_delta.sql): every token of p_sql with its 1-based character position,
+-- length and parenthesis depth (a '(' and its ')' at the depth outside them). Kinds: 'w' word
+-- (tok upper-cased), 'q' quoted identifier, 's' string (also E'' with backslash escapes and
+-- dollar quotes of any tag), 'n' number, '(' ')' '.' ',' ';', 'o' any other character. Comments
+-- (nested /* */ and --) and whitespace are skipped; an unterminated string or comment runs to
+-- the end. tok is the text as written except for words.
+CREATE OR REPLACE FUNCTION pgstream_lite.sql_lex(p_sql text)
+RETURNS TABLE (pos integer, len integer, depth integer, kind text, tok text)
+LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
-    c text[] := regexp_split_to_array(coalesce(p_query, ''), '');
+    c text[] := regexp_split_to_array(coalesce(p_sql, ''), '');
     n integer;
     i integer := 1;
     j integer;
-    pos integer;
-    last_sig integer := 0;
-    last_is_semi boolean := false;
-    semis integer := 0;
+    k integer;
+    d integer := 0;
     cdepth integer;
     ch text;
     tag text;
@@ -26,12 +28,10 @@ BEGIN
         IF ch ~ '^\s$' THEN
             i := i + 1;
             CONTINUE;
-        END IF;
-        IF ch = '-' AND i < n AND c[i + 1] = '-' THEN
+        ELSIF ch = '-' AND i < n AND c[i + 1] = '-' THEN
             WHILE i <= n AND c[i] <> E'\n' LOOP i := i + 1; END LOOP;
             CONTINUE;
-        END IF;
-        IF ch = '/' AND i < n AND c[i + 1] = '*' THEN
+        ELSIF ch = '/' AND i < n AND c[i + 1] = '*' THEN
             cdepth := 1;
             i := i + 2;
             WHILE i <= n AND cdepth > 0 LOOP
@@ -45,65 +45,118 @@ BEGIN
             END LOOP;
             CONTINUE;
         END IF;
-        IF semis > 0 AND last_is_semi THEN
+        pos := i;
+        depth := d;
+        IF ch = '''' OR (ch IN ('E', 'e') AND i < n AND c[i + 1] = '''') THEN
+            -- a string literal: a doubled quote is part of it; a backslash escapes the next
+            -- character only in an E'' string
+            esc := ch <> '''';
+            j := CASE WHEN esc THEN i + 2 ELSE i + 1 END;
+            WHILE j <= n LOOP
+                IF esc AND c[j] = '\' THEN
+                    j := j + 2;
+                ELSIF c[j] = '''' AND j < n AND c[j + 1] = '''' THEN
+                    j := j + 2;
+                ELSIF c[j] = '''' THEN
+                    EXIT;
+                ELSE
+                    j := j + 1;
+                END IF;
+            END LOOP;
+            j := least(j, n);
+            kind := 's';
+        ELSIF ch = '"' THEN
+            j := i + 1;
+            WHILE j <= n LOOP
+                IF c[j] = '"' AND j < n AND c[j + 1] = '"' THEN
+                    j := j + 2;
+                ELSIF c[j] = '"' THEN
+                    EXIT;
+                ELSE
+                    j := j + 1;
+                END IF;
+            END LOOP;
+            j := least(j, n);
+            kind := 'q';
+        ELSIF ch = '$' THEN
+            -- a dollar quote $tag$...$tag$ (a tag does not start with a digit), else a
+            -- parameter ($1) or a lone $
+            j := i + 1;
+            WHILE j <= n AND (c[j] ~ '^[A-Za-z0-9_]$' OR ascii(c[j]) > 127) LOOP j := j + 1; END LOOP;
+            IF j <= n AND c[j] = '$' AND (j = i + 1 OR c[i + 1] !~ '^[0-9]$') THEN
+                tag := array_to_string(c[i:j], '');
+                k := strpos(substr(p_sql, j + 1), tag);
+                j := CASE WHEN k = 0 THEN n ELSE j + k + length(tag) - 1 END;
+                kind := 's';
+            ELSE
+                j := i;
+                WHILE j < n AND c[j + 1] ~ '^[0-9]$' LOOP j := j + 1; END LOOP;
+                kind := 'o';
+            END IF;
+        ELSIF ch ~ '^[A-Za-z_]$' OR ascii(ch) > 127 THEN
+            j := i;
+            WHILE j < n AND (c[j + 1] ~ '^[A-Za-z0-9_$]$' OR ascii(c[j + 1]) > 127) LOOP
+                j := j + 1;
+            END LOOP;
+            kind := 'w';
+        ELSIF ch ~ '^[0-9]$' THEN
+            -- a number, with what may follow its digits (exponent, decimals)
+            j := i;
+            WHILE j < n AND c[j + 1] ~ '^[0-9A-Za-z_.$]$' LOOP j := j + 1; END LOOP;
+            kind := 'n';
+        ELSIF ch = '(' THEN
+            j := i;
+            kind := '(';
+            d := d + 1;
+        ELSIF ch = ')' THEN
+            j := i;
+            kind := ')';
+            d := greatest(d - 1, 0);
+            depth := d;
+        ELSIF ch IN ('.', ',', ';') THEN
+            j := i;
+            kind := ch;
+        ELSE
+            j := i;
+            kind := 'o';
+        END IF;
+        len := j - i + 1;
+        tok := substr(p_sql, i, len);
+        IF kind = 'w' THEN
+            tok := upper(tok);
+        END IF;
+        RETURN NEXT;
+        i := j + 1;
+    END LOOP;
+END;
+$$;
+
+-- The defining query without trailing whitespace/comments and one trailing semicolon, ready to be
+-- embedded as a subquery (tokens from sql_lex: ';' or '--' inside literals are kept).
+-- A second top-level statement is a syntax error.
+CREATE OR REPLACE FUNCTION pgstream_lite.query_body(p_query text)
+RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    t record;
+    last_end integer := 0;
+    last_semi integer;
+BEGIN
+    FOR t IN SELECT * FROM pgstream_lite.sql_lex(p_query) x ORDER BY x.pos LOOP
+        IF last_semi IS NOT NULL THEN
             -- something significant after a top-level semicolon: a second statement. PostgreSQL
             -- itself says this when the query is embedded as a subquery (as pg_stream 0.1 does).
             RAISE EXCEPTION 'syntax error at or near ";"' USING ERRCODE = 'syntax_error',
                 DETAIL = 'The defining query of a stream table must be one SELECT statement.';
         END IF;
-        last_is_semi := false;
-        IF ch IN ('''', '"') THEN
-            -- a string literal or a quoted identifier: the same quote doubled is part of it;
-            -- a backslash escapes the next character only in an E'' string
-            esc := ch = '''' AND i > 1 AND c[i - 1] IN ('E', 'e')
-                   AND (i = 2 OR c[i - 2] !~ '^[A-Za-z0-9_$]$');
-            i := i + 1;
-            WHILE i <= n LOOP
-                IF esc AND c[i] = '\' THEN
-                    i := i + 2;
-                    CONTINUE;
-                END IF;
-                IF c[i] = ch THEN
-                    IF i < n AND c[i + 1] = ch THEN
-                        i := i + 2;
-                        CONTINUE;
-                    END IF;
-                    EXIT;
-                END IF;
-                i := i + 1;
-            END LOOP;
-            last_sig := least(i, n);
-            i := i + 1;
-            CONTINUE;
+        IF t.kind = ';' THEN
+            last_semi := t.pos;
         END IF;
-        IF ch = '$' AND (i = 1 OR c[i - 1] !~ '^[A-Za-z0-9_$]$') THEN
-            j := i + 1;
-            WHILE j <= n AND c[j] ~ '^[A-Za-z0-9_]$' LOOP j := j + 1; END LOOP;
-            IF j <= n AND c[j] = '$' AND (j = i + 1 OR c[i + 1] !~ '^[0-9]$') THEN
-                tag := array_to_string(c[i:j], '');
-                pos := strpos(substr(p_query, j + 1), tag);
-                IF pos = 0 THEN
-                    last_sig := n;
-                    i := n + 1;
-                ELSE
-                    i := j + pos + length(tag) - 1;
-                    last_sig := i;
-                    i := i + 1;
-                END IF;
-                CONTINUE;
-            END IF;
-        END IF;
-        IF ch = ';' THEN
-            semis := semis + 1;
-            last_is_semi := true;
-        END IF;
-        last_sig := i;
-        i := i + 1;
+        last_end := t.pos + t.len - 1;
     END LOOP;
-    IF last_is_semi THEN
-        RETURN substr(p_query, 1, last_sig - 1);
+    IF last_semi IS NOT NULL THEN
+        RETURN substr(p_query, 1, last_semi - 1);
     END IF;
-    RETURN substr(p_query, 1, last_sig);
+    RETURN substr(p_query, 1, last_end);
 END;
 $$;
 
@@ -145,90 +198,14 @@ RETURNS boolean LANGUAGE sql STABLE AS $$
     SELECT pgstream_lite.top_level_limit(p_view) IS NOT NULL
 $$;
 
--- The words (keywords and unquoted identifiers) at parenthesis depth 0 of a query, with their
--- character positions: literals, quoted identifiers, dollar quotes and comments are skipped.
--- Used to find the top-level SELECT, DISTINCT and FROM of a defining query.
+-- The words (keywords and unquoted identifiers, upper-cased) at parenthesis depth 0 of a query,
+-- with their character positions (sql_lex: literals, quoted identifiers, dollar quotes and
+-- comments are no words). Used to find the top-level SELECT, DISTINCT and FROM of a defining
+-- query.
 CREATE OR REPLACE FUNCTION pgstream_lite.top_level_words(p_sql text)
-RETURNS TABLE (pos integer, word text) LANGUAGE plpgsql IMMUTABLE AS $$
-DECLARE
-    c text[] := regexp_split_to_array(coalesce(p_sql, ''), '');
-    n integer;
-    i integer := 1;
-    j integer;
-    k integer;
-    depth integer := 0;
-    cdepth integer;
-    ch text;
-    tag text;
-    esc boolean;
-BEGIN
-    n := coalesce(array_length(c, 1), 0);
-    WHILE i <= n LOOP
-        ch := c[i];
-        IF ch = '-' AND i < n AND c[i + 1] = '-' THEN
-            WHILE i <= n AND c[i] <> E'\n' LOOP i := i + 1; END LOOP;
-        ELSIF ch = '/' AND i < n AND c[i + 1] = '*' THEN
-            cdepth := 1;
-            i := i + 2;
-            WHILE i <= n AND cdepth > 0 LOOP
-                IF c[i] = '*' AND i < n AND c[i + 1] = '/' THEN
-                    cdepth := cdepth - 1; i := i + 2;
-                ELSIF c[i] = '/' AND i < n AND c[i + 1] = '*' THEN
-                    cdepth := cdepth + 1; i := i + 2;
-                ELSE
-                    i := i + 1;
-                END IF;
-            END LOOP;
-        ELSIF ch IN ('''', '"') THEN
-            -- a string literal or a quoted identifier (a backslash escapes only in E'')
-            esc := ch = '''' AND i > 1 AND c[i - 1] IN ('E', 'e')
-                   AND (i = 2 OR c[i - 2] !~ '^[A-Za-z0-9_$]$');
-            i := i + 1;
-            WHILE i <= n LOOP
-                IF esc AND c[i] = '\' THEN
-                    i := i + 2;
-                ELSIF c[i] = ch AND i < n AND c[i + 1] = ch THEN
-                    i := i + 2;
-                ELSIF c[i] = ch THEN
-                    EXIT;
-                ELSE
-                    i := i + 1;
-                END IF;
-            END LOOP;
-            i := i + 1;
-        ELSIF ch = '$' AND (i = 1 OR c[i - 1] !~ '^[A-Za-z0-9_$]$') THEN
-            j := i + 1;
-            WHILE j <= n AND c[j] ~ '^[A-Za-z0-9_]$' LOOP j := j + 1; END LOOP;
-            IF j <= n AND c[j] = '$' AND (j = i + 1 OR c[i + 1] !~ '^[0-9]$') THEN
-                tag := array_to_string(c[i:j], '');
-                k := strpos(substr(p_sql, j + 1), tag);
-                i := CASE WHEN k = 0 THEN n + 1 ELSE j + k + length(tag) END;
-            ELSE
-                i := i + 1;
-            END IF;
-        ELSIF ch = '(' THEN
-            depth := depth + 1;
-            i := i + 1;
-        ELSIF ch = ')' THEN
-            depth := depth - 1;
-            i := i + 1;
-        ELSIF ch ~ '^[A-Za-z_]$' OR ascii(ch) > 127 THEN
-            j := i;
-            WHILE j <= n AND (c[j] ~ '^[A-Za-z0-9_$]$' OR ascii(c[j]) > 127) LOOP j := j + 1; END LOOP;
-            IF depth = 0 THEN
-                pos := i;
-                word := upper(array_to_string(c[i:j - 1], ''));
-                RETURN NEXT;
-            END IF;
-            i := j;
-        ELSIF ch ~ '^[0-9]$' THEN
-            -- a number, with what may follow its digits (exponent, decimals)
-            WHILE i <= n AND c[i] ~ '^[0-9A-Za-z_.$]$' LOOP i := i + 1; END LOOP;
-        ELSE
-            i := i + 1;
-        END IF;
-    END LOOP;
-END;
+RETURNS TABLE (pos integer, word text) LANGUAGE sql IMMUTABLE AS $$
+    SELECT x.pos, x.tok FROM pgstream_lite.sql_lex(p_sql) x
+     WHERE x.depth = 0 AND x.kind = 'w' ORDER BY x.pos
 $$;
 
 -- The shape of the (view's) query, read from its parse tree in pg_rewrite, as pg_stream 0.1

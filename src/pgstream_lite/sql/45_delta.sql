@@ -61,129 +61,34 @@ $$;
 -- Tokens at parenthesis depth 0 of a query, with 1-based character positions:
 -- kind 'w' word (text upper-cased), 'q' quoted identifier (text as written), '.' ',' ';',
 -- '(' a whole parenthesised group, 'o' anything else (operators, numbers, string literals).
--- Comments are skipped.
+-- Comments are skipped. From the engine's one lexer, sql_lex (30_change_capture.sql).
 CREATE OR REPLACE FUNCTION pgstream_lite.top_level_tokens(p_sql text)
 RETURNS TABLE (pos integer, len integer, kind text, tok text) LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
-    c text[] := regexp_split_to_array(coalesce(p_sql, ''), '');
-    n integer;
-    i integer := 1;
-    j integer;
-    k integer;
-    depth integer;
-    cdepth integer;
-    ch text;
-    tag text;
-    esc boolean;
+    t record;
+    open_pos integer;
 BEGIN
-    n := coalesce(array_length(c, 1), 0);
-    WHILE i <= n LOOP
-        ch := c[i];
-        IF ch ~ '^\s$' THEN
-            i := i + 1;
-        ELSIF ch = '-' AND i < n AND c[i + 1] = '-' THEN
-            WHILE i <= n AND c[i] <> E'\n' LOOP i := i + 1; END LOOP;
-        ELSIF ch = '/' AND i < n AND c[i + 1] = '*' THEN
-            cdepth := 1;
-            i := i + 2;
-            WHILE i <= n AND cdepth > 0 LOOP
-                IF c[i] = '*' AND i < n AND c[i + 1] = '/' THEN
-                    cdepth := cdepth - 1; i := i + 2;
-                ELSIF c[i] = '/' AND i < n AND c[i + 1] = '*' THEN
-                    cdepth := cdepth + 1; i := i + 2;
-                ELSE
-                    i := i + 1;
-                END IF;
-            END LOOP;
-        ELSIF ch IN ('''', '"') THEN
-            esc := ch = '''' AND i > 1 AND c[i - 1] IN ('E', 'e')
-                   AND (i = 2 OR c[i - 2] !~ '^[A-Za-z0-9_$]$');
-            j := i + 1;
-            WHILE j <= n LOOP
-                IF esc AND c[j] = '\' THEN
-                    j := j + 2;
-                ELSIF c[j] = ch AND j < n AND c[j + 1] = ch THEN
-                    j := j + 2;
-                ELSIF c[j] = ch THEN
-                    EXIT;
-                ELSE
-                    j := j + 1;
-                END IF;
-            END LOOP;
-            j := least(j, n);
-            pos := i; len := j - i + 1;
-            kind := CASE WHEN ch = '"' THEN 'q' ELSE 'o' END;
-            tok := array_to_string(c[i:j], '');
+    FOR t IN SELECT * FROM pgstream_lite.sql_lex(p_sql) x WHERE x.depth = 0 ORDER BY x.pos LOOP
+        IF t.kind = '(' THEN
+            open_pos := t.pos;
+        ELSIF t.kind = ')' AND open_pos IS NOT NULL THEN
+            pos := open_pos; len := t.pos - open_pos + 1; kind := '(';
+            tok := substr(p_sql, open_pos, len);
             RETURN NEXT;
-            i := j + 1;
-        ELSIF ch = '(' THEN
-            -- the whole group, nested strings/comments/dollar quotes included, as one token
-            depth := 0;
-            j := i;
-            WHILE j <= n LOOP
-                IF c[j] = '(' THEN
-                    depth := depth + 1;
-                ELSIF c[j] = ')' THEN
-                    depth := depth - 1;
-                    EXIT WHEN depth = 0;
-                ELSIF c[j] IN ('''', '"') THEN
-                    k := j + 1;
-                    WHILE k <= n AND NOT (c[k] = c[j] AND (k = n OR c[k + 1] <> c[j])) LOOP
-                        k := CASE WHEN c[k] = c[j] THEN k + 2 ELSE k + 1 END;
-                    END LOOP;
-                    j := k;
-                ELSIF c[j] = '-' AND j < n AND c[j + 1] = '-' THEN
-                    WHILE j <= n AND c[j] <> E'\n' LOOP j := j + 1; END LOOP;
-                ELSIF c[j] = '$' AND (j = 1 OR c[j - 1] !~ '^[A-Za-z0-9_$]$') THEN
-                    k := j + 1;
-                    WHILE k <= n AND c[k] ~ '^[A-Za-z0-9_]$' LOOP k := k + 1; END LOOP;
-                    IF k <= n AND c[k] = '$' AND (k = j + 1 OR c[j + 1] !~ '^[0-9]$') THEN
-                        tag := array_to_string(c[j:k], '');
-                        cdepth := strpos(substr(p_sql, k + 1), tag);
-                        j := CASE WHEN cdepth = 0 THEN n ELSE k + cdepth + length(tag) - 1 END;
-                    END IF;
-                END IF;
-                j := j + 1;
-            END LOOP;
-            j := least(j, n);
-            pos := i; len := j - i + 1; kind := '('; tok := array_to_string(c[i:j], '');
-            RETURN NEXT;
-            i := j + 1;
-        ELSIF ch = '$' AND (i = 1 OR c[i - 1] !~ '^[A-Za-z0-9_$]$') THEN
-            j := i + 1;
-            WHILE j <= n AND c[j] ~ '^[A-Za-z0-9_]$' LOOP j := j + 1; END LOOP;
-            IF j <= n AND c[j] = '$' AND (j = i + 1 OR c[i + 1] !~ '^[0-9]$') THEN
-                tag := array_to_string(c[i:j], '');
-                k := strpos(substr(p_sql, j + 1), tag);
-                j := CASE WHEN k = 0 THEN n ELSE j + k + length(tag) - 1 END;
-            ELSE
-                j := i;
-            END IF;
-            pos := i; len := j - i + 1; kind := 'o'; tok := array_to_string(c[i:j], '');
-            RETURN NEXT;
-            i := j + 1;
-        ELSIF ch ~ '^[A-Za-z_]$' OR ascii(ch) > 127 THEN
-            j := i;
-            WHILE j <= n AND (c[j] ~ '^[A-Za-z0-9_$]$' OR ascii(c[j]) > 127) LOOP j := j + 1; END LOOP;
-            pos := i; len := j - i; kind := 'w'; tok := upper(array_to_string(c[i:j - 1], ''));
-            RETURN NEXT;
-            i := j;
-        ELSIF ch ~ '^[0-9]$' THEN
-            j := i;
-            WHILE j <= n AND c[j] ~ '^[0-9A-Za-z_.$]$' LOOP j := j + 1; END LOOP;
-            pos := i; len := j - i; kind := 'o'; tok := array_to_string(c[i:j - 1], '');
-            RETURN NEXT;
-            i := j;
-        ELSIF ch IN ('.', ',', ';') THEN
-            pos := i; len := 1; kind := ch; tok := ch;
-            RETURN NEXT;
-            i := i + 1;
+            open_pos := NULL;
         ELSE
-            pos := i; len := 1; kind := 'o'; tok := ch;
+            pos := t.pos; len := t.len;
+            kind := CASE WHEN t.kind IN ('s', 'n', ')') THEN 'o' ELSE t.kind END;
+            tok := t.tok;
             RETURN NEXT;
-            i := i + 1;
         END IF;
     END LOOP;
+    IF open_pos IS NOT NULL THEN
+        -- unbalanced: the group runs to the end
+        pos := open_pos; len := length(p_sql) - open_pos + 1; kind := '(';
+        tok := substr(p_sql, open_pos);
+        RETURN NEXT;
+    END IF;
 END;
 $$;
 
