@@ -16,6 +16,12 @@ QUERIES = {
     # groups across keys: storage on the coordinator; CITUS_RECOMPUTE refreshes
     "per_amount": ("SELECT amount, count(*) AS c FROM src GROUP BY amount", "local",
                    "CITUS_RECOMPUTE"),
+    # a join of co-located tables on the key: changes of either name the keys to recompute
+    "joined": ("SELECT s.cid, count(*) AS n, sum(o.w) AS w FROM src s JOIN side o "
+               "ON o.cid = s.cid GROUP BY s.cid", "distributed", "CITUS_KEYS"),
+    # a join to a reference table (a dimension): its changes are not keyed, so it recomputes
+    "by_region": ("SELECT s.cid, d.region, sum(s.amount) AS total FROM src s JOIN dim d "
+                  "ON d.cid = s.cid GROUP BY s.cid, d.region", "distributed", "CITUS_RECOMPUTE"),
 }
 
 
@@ -25,6 +31,12 @@ def _source(conn: psycopg.Connection, rows: int = 2000) -> None:
     conn.execute("SELECT create_distributed_table('src', 'cid')")
     conn.execute("INSERT INTO src SELECT g, g %% 53, g %% 11, 'n' || (g %% 7) "
                  "FROM generate_series(1, %s) g", (rows,))
+    conn.execute("CREATE TABLE side (cid int, id int, w int, PRIMARY KEY (cid, id))")
+    conn.execute("SELECT create_distributed_table('side', 'cid', colocate_with => 'src')")
+    conn.execute("INSERT INTO side SELECT g % 40, g, g % 5 FROM generate_series(1, 60) g")
+    conn.execute("CREATE TABLE dim (cid int PRIMARY KEY, region text)")
+    conn.execute("SELECT create_reference_table('dim')")
+    conn.execute("INSERT INTO dim SELECT g, 'r' || (g % 4) FROM generate_series(0, 70) g")
 
 
 def _create(conn: psycopg.Connection, mode: str = "DIFFERENTIAL") -> None:
@@ -88,7 +100,7 @@ def test_writes_to_a_captured_source_never_fail_and_land_on_the_workers(
     buffered = cconn.execute(
         f"SELECT count(*), count(DISTINCT pgs_id) FROM pgstream_changes.changes_{oid}"
     ).fetchone()
-    assert buffered[0] > 0 and buffered[1] == 3
+    assert buffered[0] > 0 and buffered[1] == len(QUERIES)
     per_node = cconn.execute(
         f"SELECT count(DISTINCT nodeport) FROM run_command_on_shards("
         f"'pgstream_changes.changes_{oid}', 'SELECT count(*) FROM %s') r "
@@ -112,7 +124,7 @@ def test_differential_equals_full_under_random_dml(cconn: psycopg.Connection,
     for _round in range(6):
         for _ in range(rng.randint(1, 8)):
             kind = rng.choice(["insert", "insert_many", "update", "update_many", "delete",
-                               "delete_many"])
+                               "delete_many", "side", "dim"])
             cid = rng.randint(0, 60)
             if kind == "insert":
                 next_id += 1
@@ -128,6 +140,14 @@ def test_differential_equals_full_under_random_dml(cconn: psycopg.Connection,
             elif kind == "update_many":
                 cconn.execute("UPDATE src SET amount = amount + 1 WHERE id %% 7 = %s",
                               (rng.randint(0, 6),))
+            elif kind == "side":  # the co-located join partner
+                cconn.execute("DELETE FROM side WHERE cid = %s", (cid,))
+                cconn.execute("INSERT INTO side SELECT %s, g, g %% 5 FROM generate_series(1, %s) g",
+                              (cid, rng.randint(0, 3)))
+                cconn.execute("UPDATE side SET w = w + 1 WHERE id %% 9 = %s", (rng.randint(0, 8),))
+            elif kind == "dim":  # the reference table
+                cconn.execute("UPDATE dim SET region = %s WHERE cid %% 7 = %s",
+                              (rng.choice(["r0", "r9", "x"]), rng.randint(0, 6)))
             elif kind == "delete":
                 cconn.execute("DELETE FROM src WHERE cid = %s", (cid,))
             else:

@@ -46,20 +46,34 @@ BEGIN
 END;
 $$;
 
--- The one distributed source of a stream table (NULL when it reads none); raises when it reads
--- more than one (co-located joins are not handled yet: docs/citus.md).
+-- The distributed source whose distribution column names the stream table's keys (NULL when
+-- it reads none): among its distributed sources, the first whose distribution column is an
+-- output column, else the first. Raises when they are not co-located with each other: their
+-- keys would not be comparable, and Citus joins them only by repartitioning.
 CREATE OR REPLACE FUNCTION pgstream_lite.citus_source(p_pgs_id bigint)
 RETURNS oid LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v oid[];
+    v_groups integer;
+    m pgstream_lite.st_meta;
 BEGIN
-    SELECT array_agg(d.source_relid) INTO v FROM pgstream.pgs_dependencies d
+    SELECT * INTO m FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
+    SELECT array_agg(d.source_relid ORDER BY
+                     (pgstream_lite.citus_dist_column(d.source_relid)).col_name
+                         = ANY (pgstream_lite.stored_columns(m)) DESC, d.source_relid)
+      INTO v FROM pgstream.pgs_dependencies d
      WHERE d.pgs_id = p_pgs_id AND pgstream_lite.citus_table_kind(d.source_relid) = 'distributed';
     IF coalesce(cardinality(v), 0) > 1 THEN
-        RAISE EXCEPTION 'unsupported operator for Citus: stream table % reads % distributed '
-                        'tables (%); pgstream-lite reads one distributed table (plus reference '
-                        'tables) per stream table', pgstream_lite.st_qname(p_pgs_id),
-                        cardinality(v), (SELECT string_agg(x::regclass::text, ', ') FROM unnest(v) x);
+        EXECUTE 'SELECT count(DISTINCT p.colocationid) FROM pg_catalog.pg_dist_partition p '
+                'WHERE p.logicalrelid = ANY ($1::regclass[])' INTO v_groups USING v;
+        IF v_groups > 1 THEN
+            RAISE EXCEPTION 'unsupported operator for Citus: stream table % reads distributed '
+                            'tables that are not co-located (%); pgstream-lite reads distributed '
+                            'tables co-located with each other (create_distributed_table(..., '
+                            'colocate_with => ...)) plus reference tables',
+                            pgstream_lite.st_qname(p_pgs_id),
+                            (SELECT string_agg(x::regclass::text, ', ') FROM unnest(v) x);
+        END IF;
     END IF;
     RETURN v[1];
 END;
@@ -300,7 +314,9 @@ BEGIN
             'its changes were not captured (FULL mode until now): recompute, capture from now on');
     ELSIF v->>'storage' = 'distributed' AND NOT EXISTS (
             SELECT 1 FROM pgstream.pgs_dependencies d
-             WHERE d.pgs_id = p_pgs_id AND d.source_relid <> (v->>'source')::regclass) THEN
+             WHERE d.pgs_id = p_pgs_id
+               AND pgstream_lite.citus_table_kind(d.source_relid) IS DISTINCT FROM 'distributed')
+    THEN
         RETURN v || jsonb_build_object('path', 'CITUS_KEYS', 'reason',
             format('recompute the %s keys named by the changes, on the workers', v->>'column'));
     END IF;
@@ -372,6 +388,7 @@ DECLARE
     m pgstream_lite.st_meta;
     b record;
     v_keys text;
+    v_more text;
     v_all boolean := p_plan->>'path' = 'CITUS_RECOMPUTE';
     v_cols text;
     v_nkeys bigint;
@@ -401,7 +418,9 @@ BEGIN
             'coalesce(bool_or(c.op = ''T'' AND c.pgs_id = $1), false) FROM c',
             b.buffer_schema, b.buffer_name,
             (SELECT array_agg(s.pgs_id) FROM pgstream.pgs_stream_tables s))
-            INTO v_keys, v_nkeys, v_t USING p_pgs_id;
+            INTO v_more, v_nkeys, v_t USING p_pgs_id;
+        -- co-located sources share the key's type and values (their joins are on it)
+        v_keys := coalesce(v_keys || ',' || v_more, v_keys, v_more);
         v_all := v_all OR v_t OR v_nkeys > 100000;
     END LOOP;
     IF v_all THEN
