@@ -52,9 +52,13 @@ def install(dsn: str) -> str:
                     conn.execute(text)  # type: ignore[arg-type]
                 except psycopg.Error as exc:
                     raise InstallError(f"install failed in {name}: {first_line(exc)}") from exc
+            # The sql_drop event trigger is created only where the installing role may (a
+            # superuser: sql/35_ddl_events.sql); the engine row records whether it is there.
             conn.execute(
-                "INSERT INTO pgstream_lite.engine (version) VALUES (%s)"
-                " ON CONFLICT (singleton) DO UPDATE SET version = excluded.version",
+                "INSERT INTO pgstream_lite.engine (version, drop_event_trigger)"
+                " VALUES (%s, pgstream_lite.drop_event_trigger_installed())"
+                " ON CONFLICT (singleton) DO UPDATE SET version = excluded.version,"
+                " drop_event_trigger = excluded.drop_event_trigger",
                 (ENGINE_VERSION,),
             )
     return ENGINE_VERSION

@@ -106,6 +106,44 @@ CREATE TABLE IF NOT EXISTS pgstream_lite.engine (
     installed_at timestamptz NOT NULL DEFAULT now()
 );
 -- (its one row is written by the installer: the version is the Python package's)
+-- Whether the sql_drop event trigger (35_ddl_events.sql) is installed: only a superuser may
+-- create one, so an install by another role goes without it (written by the installer).
+ALTER TABLE pgstream_lite.engine ADD COLUMN IF NOT EXISTS drop_event_trigger boolean NOT NULL
+    DEFAULT false;
+
+-- Internal: the schema and name of each relation a stream table reads, as they were when it was
+-- created, so that a relation dropped later can still be named (a dropped relation is only an
+-- oid; dbt's table materialization renames it to <name>__dbt_backup just before dropping it).
+-- One row per dependency row, deleted with it.
+CREATE TABLE IF NOT EXISTS pgstream_lite.dependency_names (
+    pgs_id         bigint NOT NULL,
+    source_relid   oid NOT NULL,
+    source_schema  text NOT NULL,
+    source_name    text NOT NULL,
+    PRIMARY KEY (pgs_id, source_relid),
+    FOREIGN KEY (pgs_id, source_relid)
+        REFERENCES pgstream.pgs_dependencies (pgs_id, source_relid) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS dependency_names_source_relid_idx
+    ON pgstream_lite.dependency_names (source_relid);
+
+-- Record the names of stream table p_pgs_id's sources (those not recorded yet and still there).
+-- SECURITY DEFINER: a role granted the engine's tables before this table existed (an upgraded
+-- install) can still create stream tables. It only copies names from the catalogs.
+CREATE OR REPLACE FUNCTION pgstream_lite.record_dependency_names(p_pgs_id bigint)
+RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO pgstream_lite.dependency_names (pgs_id, source_relid, source_schema, source_name)
+    SELECT d.pgs_id, d.source_relid, n.nspname, c.relname
+      FROM pgstream.pgs_dependencies d
+      JOIN pg_catalog.pg_class c ON c.oid = d.source_relid
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE d.pgs_id = p_pgs_id
+    ON CONFLICT DO NOTHING
+$$;
+
+-- Upgrade: stream tables created before the names were recorded get those of their sources that
+-- are still there.
+SELECT pgstream_lite.record_dependency_names(s.pgs_id) FROM pgstream.pgs_stream_tables s;
 
 -- ---------------------------------------------------------------------------------------------
 -- Settings (GUCs). Custom settings are read with current_setting(name, true); defaults as in the
@@ -197,11 +235,15 @@ BEGIN
 END;
 $$;
 
+-- schema.name of a relation; of a dropped one, the name a stream table recorded for it (see
+-- dependency_names) and its oid: `public.raw (dropped, oid 16385)`.
 CREATE OR REPLACE FUNCTION pgstream_lite.relname(p_relid oid)
 RETURNS text LANGUAGE sql STABLE AS $$
     SELECT coalesce(
         (SELECT n.nspname || '.' || c.relname
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE c.oid = p_relid),
+        (SELECT x.source_schema || '.' || x.source_name || ' (dropped, oid ' || p_relid || ')'
+           FROM pgstream_lite.dependency_names x WHERE x.source_relid = p_relid LIMIT 1),
         '(dropped relation ' || p_relid || ')')
 $$;

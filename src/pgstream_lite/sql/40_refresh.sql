@@ -100,7 +100,7 @@ DECLARE
     v_old_fmt text[];
     v_cols text;
     v_rows text;
-    v_dead oid;
+    v_problem text;
     v_marker record;
     v_secs bigint;
     v_owner text;
@@ -129,23 +129,15 @@ BEGIN
         RAISE EXCEPTION 'invalid argument: stream table % is suspended; resume it with %',
                         qname, v_hint USING HINT = v_hint;
     END IF;
-    IF st.pgs_relid IS NULL OR NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = st.pgs_relid) THEN
+    -- A dropped storage table or source (35_ddl_events.sql): the error names what is gone.
+    v_problem := pgstream_lite.st_problem(p_pgs_id);
+    IF v_problem IS NOT NULL THEN
         v_hint := format('SELECT pgstream.drop_stream_table(%L)', qname);
-        RAISE EXCEPTION 'invalid argument: the storage table of stream table % no longer exists; '
-                        'drop the stream table and create it again: %', qname, v_hint
-            USING HINT = v_hint;
-    END IF;
-    SELECT d.source_relid INTO v_dead
-      FROM pgstream.pgs_dependencies d
-     WHERE d.pgs_id = p_pgs_id
-       AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = d.source_relid)
-     LIMIT 1;
-    IF FOUND THEN
-        v_hint := format('SELECT pgstream.drop_stream_table(%L)', qname);
-        RAISE EXCEPTION 'invalid argument: stream table % reads a relation that was dropped '
-                        '(oid %, e.g. an upstream stream table that was dropped or replaced); '
-                        'drop it and create it again: %', qname, v_dead, v_hint
-            USING HINT = v_hint, ERRCODE = 'undefined_table';
+        IF pgstream_lite.storage_missing(st.pgs_relid) THEN
+            RAISE EXCEPTION USING MESSAGE = v_problem, HINT = v_hint;
+        END IF;
+        -- undefined_table: the scheduler marks the table ERROR / needs_reinit (scheduled_refresh)
+        RAISE EXCEPTION USING MESSAGE = v_problem, HINT = v_hint, ERRCODE = 'undefined_table';
     END IF;
     SELECT * INTO m FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
     storage := format('%I.%I', st.pgs_schema, st.pgs_name);
@@ -328,7 +320,23 @@ DECLARE
     v_state text;
     v_max integer;
     st pgstream.pgs_stream_tables;
+    v_gone record;
 BEGIN
+    -- Its storage table was dropped and no event trigger (35_ddl_events.sql) removed its row:
+    -- do what the trigger does (remove it, mark its readers), whatever its status.
+    SELECT * INTO st FROM pgstream.pgs_stream_tables s WHERE s.pgs_id = p_pgs_id;
+    IF FOUND AND st.pgs_relid IS NOT NULL AND pgstream_lite.storage_missing(st.pgs_relid) THEN
+        BEGIN
+            v_gone := pgstream_lite.handle_dropped_relations(ARRAY[st.pgs_relid]);
+            IF v_gone.removed > 0 THEN
+                RETURN format('FAILED: the storage table of stream table %s.%s was dropped: the '
+                              'stream table was removed from the catalog', st.pgs_schema,
+                              st.pgs_name);
+            END IF;
+        EXCEPTION WHEN others THEN
+            NULL;  -- e.g. no right to drop a source's capture trigger: recorded as a failure below
+        END;
+    END IF;
     BEGIN
         v_action := pgstream_lite.refresh_st(p_pgs_id, 'SCHEDULER');
         RETURN 'COMPLETED:' || v_action;
@@ -353,9 +361,11 @@ BEGIN
     UPDATE pgstream.pgs_stream_tables s
        SET consecutive_errors = s.consecutive_errors + 1,
            -- undefined_table: it reads a relation that was dropped (refresh_st), or its query
-           -- names one that no longer exists: only re-creating it helps
+           -- names one that no longer exists: only re-creating it helps. Marked as the event
+           -- trigger marks it (35_ddl_events.sql): ERROR, needs_reinit, never SUSPENDED for it.
            needs_reinit = s.needs_reinit OR v_state = '42P01',
-           status = CASE WHEN s.consecutive_errors + 1 >= v_max
+           status = CASE WHEN v_state = '42P01' THEN 'ERROR'
+                         WHEN s.consecutive_errors + 1 >= v_max
                               AND s.status IN ('ACTIVE', 'INITIALIZING')
                          THEN 'SUSPENDED' ELSE s.status END,
            updated_at = now()

@@ -155,6 +155,8 @@ BEGIN
     INSERT INTO pgstream.pgs_dependencies (pgs_id, source_relid, source_type, columns_used, cdc_mode)
     SELECT v_id, s.relid, s.source_type, s.columns_used, 'TRIGGER'
       FROM pgstream_lite.collect_sources(v_probe_oid) s;
+    -- their names now, to name them in errors once they are dropped (35_ddl_events.sql)
+    PERFORM pgstream_lite.record_dependency_names(v_id);
     EXECUTE format('DROP VIEW pg_temp.%I', v_probe);
     PERFORM pgstream_lite.check_cycles(v_relid);
     FOR dep IN
@@ -225,21 +227,16 @@ RETURNS void LANGUAGE plpgsql SET client_min_messages = warning AS $$
 DECLARE
     p_name text := name;
     st pgstream.pgs_stream_tables;
-    v_sources oid[];
-    src oid;
 BEGIN
     st := pgstream_lite.find_st(p_name);
     PERFORM pg_advisory_xact_lock(pgstream_lite.lock_key(), pgstream_lite.st_lock_id(st.pgs_id));
-    SELECT array_agg(d.source_relid) INTO v_sources
-      FROM pgstream.pgs_dependencies d WHERE d.pgs_id = st.pgs_id;
-    -- Stream tables reading this one keep their (now dead) dependency and must be re-created.
-    UPDATE pgstream.pgs_stream_tables s SET needs_reinit = true, updated_at = now()
+    -- Stream tables reading this one keep their (now dead) dependency and must be re-created:
+    -- marked ERROR / needs_reinit, as a DROP of the storage table marks them (35_ddl_events.sql).
+    UPDATE pgstream.pgs_stream_tables s
+       SET status = 'ERROR', needs_reinit = true, updated_at = now()
      WHERE s.pgs_id IN (SELECT d.pgs_id FROM pgstream.pgs_dependencies d
                          WHERE d.source_relid = st.pgs_relid AND d.pgs_id <> st.pgs_id);
-    DELETE FROM pgstream.pgs_stream_tables s WHERE s.pgs_id = st.pgs_id;
-    FOREACH src IN ARRAY coalesce(v_sources, '{}') LOOP
-        PERFORM pgstream_lite.release_capture(src, st.pgs_id);
-    END LOOP;
+    PERFORM pgstream_lite.forget_stream_table(st.pgs_id);
     IF st.pgs_relid IS NOT NULL AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = st.pgs_relid) THEN
         EXECUTE format('DROP TABLE %s CASCADE', st.pgs_relid::regclass);
     END IF;

@@ -6,6 +6,25 @@ RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
                 ELSE pgstream.parse_duration_seconds(p_schedule) END
 $$;
 
+-- A stream table's catalog row as the monitoring views and functions show it: computed on read,
+-- a table whose storage table or one of whose sources was dropped is ERROR with needs_reinit
+-- (not populated when its storage is gone), whether or not the sql_drop event trigger
+-- (35_ddl_events.sql) has marked it yet: without the trigger (an install by a role that is not
+-- a superuser) the catalog row says so only from the scheduler's next tick on.
+CREATE OR REPLACE FUNCTION pgstream_lite.st_shown(st pgstream.pgs_stream_tables)
+RETURNS pgstream.pgs_stream_tables LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_gone boolean := pgstream_lite.storage_missing(st.pgs_relid);
+BEGIN
+    IF v_gone OR pgstream_lite.reads_dropped(st.pgs_id) THEN
+        st.status := 'ERROR';
+        st.needs_reinit := true;
+        st.is_populated := st.is_populated AND NOT v_gone;
+    END IF;
+    RETURN st;
+END;
+$$;
+
 CREATE OR REPLACE VIEW pgstream.stream_tables_info AS
 SELECT st.pgs_id, st.pgs_relid, st.pgs_name, st.pgs_schema, st.defining_query, st.schedule,
        st.refresh_mode, st.status, st.is_populated, st.data_timestamp, st.frontier,
@@ -13,7 +32,8 @@ SELECT st.pgs_id, st.pgs_relid, st.pgs_name, st.pgs_schema, st.defining_query, s
        now() - st.data_timestamp AS staleness,
        extract(epoch FROM now() - st.data_timestamp) > pgstream_lite.schedule_seconds(st.schedule)
            AS stale
-  FROM pgstream.pgs_stream_tables st;
+  FROM pgstream.pgs_stream_tables raw
+  CROSS JOIN LATERAL pgstream_lite.st_shown(raw) st;
 
 CREATE OR REPLACE VIEW pgstream.pg_stat_stream_tables AS
 SELECT st.pgs_id, st.pgs_schema, st.pgs_name, st.status, st.refresh_mode, st.is_populated,
@@ -30,7 +50,8 @@ SELECT st.pgs_id, st.pgs_schema, st.pgs_name, st.status, st.refresh_mode, st.is_
        h.avg_duration_ms,
        l.action AS last_action,
        l.status AS last_status
-  FROM pgstream.pgs_stream_tables st
+  FROM pgstream.pgs_stream_tables raw
+  CROSS JOIN LATERAL pgstream_lite.st_shown(raw) st
   LEFT JOIN LATERAL (
         SELECT count(*)::bigint AS total_refreshes,
                count(*) FILTER (WHERE x.status = 'COMPLETED')::bigint AS successful_refreshes,
@@ -52,7 +73,8 @@ RETURNS TABLE (name text, status text, refresh_mode text, is_populated boolean,
 LANGUAGE sql STABLE AS $$
     SELECT st.pgs_schema || '.' || st.pgs_name, st.status, st.refresh_mode, st.is_populated,
            st.consecutive_errors, st.schedule, st.data_timestamp, now() - st.data_timestamp
-      FROM pgstream.pgs_stream_tables st
+      FROM pgstream.pgs_stream_tables raw
+     CROSS JOIN LATERAL pgstream_lite.st_shown(raw) st
      ORDER BY st.pgs_schema, st.pgs_name
 $$;
 
@@ -137,7 +159,7 @@ DECLARE
     v_plan jsonb;
 BEGIN
     BEGIN
-        st := pgstream_lite.find_st(explain_st.name);
+        st := pgstream_lite.st_shown(pgstream_lite.find_st(explain_st.name));
     EXCEPTION WHEN raise_exception THEN
         RETURN QUERY SELECT 'error'::text, SQLERRM::text;
         RETURN;

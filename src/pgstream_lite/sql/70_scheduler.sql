@@ -33,6 +33,20 @@ RETURNS boolean LANGUAGE sql STABLE AS $$
     END
 $$;
 
+-- The backoff part of held_back (below): is p_at within the wait after its last failed attempt?
+CREATE OR REPLACE FUNCTION pgstream_lite.backing_off(st pgstream.pgs_stream_tables,
+                                                     p_at timestamptz)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT (st.consecutive_errors > 0
+            AND p_at < (SELECT max(h.end_time) FROM pgstream.pgs_refresh_history h
+                         WHERE h.pgs_id = st.pgs_id AND h.status = 'FAILED')
+                       + make_interval(secs => least(
+                             power(2, least(st.consecutive_errors - 1, 20)),
+                             CASE WHEN st.schedule IS NULL OR pgstream_lite.cron_is_cron(st.schedule)
+                                  THEN 60
+                                  ELSE pgstream.parse_duration_seconds(st.schedule) END)))
+$$;
+
 -- Is the stream table held back from the scheduler at p_at, whatever its schedule?
 --   needs_reinit: it reads a relation that was dropped; no refresh can succeed until it is
 --     created again (dbt run does it), so none is attempted and its error budget is not spent;
@@ -41,15 +55,7 @@ $$;
 --     on every tick.
 CREATE OR REPLACE FUNCTION pgstream_lite.held_back(st pgstream.pgs_stream_tables, p_at timestamptz)
 RETURNS boolean LANGUAGE sql STABLE AS $$
-    SELECT st.needs_reinit
-        OR (st.consecutive_errors > 0
-            AND p_at < (SELECT max(h.end_time) FROM pgstream.pgs_refresh_history h
-                         WHERE h.pgs_id = st.pgs_id AND h.status = 'FAILED')
-                       + make_interval(secs => least(
-                             power(2, least(st.consecutive_errors - 1, 20)),
-                             CASE WHEN st.schedule IS NULL OR pgstream_lite.cron_is_cron(st.schedule)
-                                  THEN 60
-                                  ELSE pgstream.parse_duration_seconds(st.schedule) END)))
+    SELECT st.needs_reinit OR pgstream_lite.backing_off(st, p_at)
 $$;
 
 -- ACTIVE and INITIALIZING stream tables due at p_at, upstream before downstream (depth in the
@@ -68,6 +74,16 @@ BEGIN
     v_due := ARRAY(SELECT s.pgs_id FROM pgstream.pgs_stream_tables s
                     WHERE s.status IN ('ACTIVE', 'INITIALIZING') AND pgstream_lite.own_due(s, p_at)
                       AND NOT pgstream_lite.held_back(s, p_at));
+    -- A relation under it was dropped and no event trigger (35_ddl_events.sql) acted on it: due
+    -- at once, whatever its schedule, so that its refresh marks it (a source) or removes it (its
+    -- storage table, whatever its status) at this tick rather than at its next scheduled time.
+    v_due := v_due || ARRAY(
+        SELECT s.pgs_id FROM pgstream.pgs_stream_tables s
+         WHERE NOT (s.pgs_id = ANY (v_due))
+           AND ((pgstream_lite.storage_missing(s.pgs_relid)
+                 AND NOT pgstream_lite.backing_off(s, p_at))
+                OR (s.status IN ('ACTIVE', 'INITIALIZING') AND NOT s.needs_reinit
+                    AND pgstream_lite.reads_dropped(s.pgs_id))));
     -- CALCULATED: due when a dependent is due (to a fixpoint, for chains of CALCULATED tables)
     LOOP
         rounds := rounds + 1;
@@ -98,7 +114,8 @@ BEGIN
         SELECT up.pgs_id, max(up.lvl)::integer AS lvl FROM up GROUP BY up.pgs_id
     )
     SELECT s.pgs_id, s.pgs_schema || '.' || s.pgs_name, dp.lvl,
-           CASE WHEN s.pgs_id = ANY (v_calc) THEN 'calculated'
+           CASE WHEN pgstream_lite.storage_missing(s.pgs_relid) THEN 'storage dropped'
+                WHEN s.pgs_id = ANY (v_calc) THEN 'calculated'
                 WHEN NOT s.is_populated OR s.data_timestamp IS NULL THEN 'not populated'
                 WHEN pgstream_lite.cron_is_cron(s.schedule) THEN 'cron'
                 ELSE 'duration' END
