@@ -80,6 +80,34 @@ def test_storage_is_distributed_when_the_query_keeps_the_distribution_column(
         assert tree.startswith(QUERIES[name][2] + ":") and where in tree, tree
 
 
+def test_full_mode_and_local_tables_refresh_on_the_cluster(cconn: psycopg.Connection) -> None:
+    """FULL refreshes of distributed storage (TRUNCATE must reach the shards), and a stream table
+    over a plain coordinator table, which keeps the single-server engine's paths."""
+    _source(cconn, rows=500)
+    query = QUERIES["per_customer"][0]
+    cconn.execute("SELECT pgstream.create_stream_table('per_customer', %s, '1m', 'FULL')",
+                  (query,))
+    cconn.execute("CREATE TABLE plain (id int PRIMARY KEY, v int)")
+    cconn.execute("INSERT INTO plain SELECT g, g % 3 FROM generate_series(1, 100) g")
+    cconn.execute("SELECT pgstream.create_stream_table('plain_st', 'SELECT v, count(*) AS n "
+                  "FROM plain GROUP BY v', '1m', 'DIFFERENTIAL')")
+    for round_ in range(3):
+        cconn.execute("INSERT INTO src SELECT g, g %% 53, 2, 'f' FROM generate_series("
+                      "%s::int, %s::int) g",
+                      (10000 + round_ * 100, 10000 + round_ * 100 + 49))
+        cconn.execute("UPDATE plain SET v = v + 1 WHERE id %% 10 = %s", (round_,))
+        cconn.execute("SELECT pgstream.refresh_stream_table('per_customer')")
+        cconn.execute("SELECT pgstream.refresh_stream_table('plain_st')")
+        assert _difference(cconn, "per_customer") == 0, round_
+        assert cconn.execute(
+            "SELECT count(*) FROM ((SELECT v, count(*) AS n FROM plain GROUP BY v) "
+            "EXCEPT ALL SELECT v, n FROM plain_st) d").fetchone() == (0,)
+    assert cconn.execute("SELECT count(*) FROM per_customer").fetchone() == (53,)
+    tree = cconn.execute("SELECT value FROM pgstream.explain_st('per_customer') "
+                         "WHERE property = 'operator_tree'").fetchone()[0]
+    assert tree.startswith("FULL:") and "storage distributed by cid" in tree, tree
+
+
 def test_writes_to_a_captured_source_never_fail_and_land_on_the_workers(
         cconn: psycopg.Connection) -> None:
     _source(cconn, rows=500)

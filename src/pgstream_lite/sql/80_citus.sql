@@ -455,19 +455,20 @@ END;
 $$;
 
 
--- The API's functions create and drop temporary probe views, which Citus would try to
--- propagate to the workers (and fail on pg_temp): they run with DDL propagation off; what must
--- reach the workers turns it on for itself (citus_capture). Only where Citus is installed.
+-- create_stream_table and explain_st create and drop temporary probe views over the sources,
+-- which Citus would try to propagate to the workers (and fail on pg_temp): they run with DDL
+-- propagation off; what must reach the workers turns it on for itself (citus_capture). Not the
+-- refreshes: a FULL refresh's TRUNCATE of distributed storage must reach the shards. Only where
+-- Citus is installed.
 DO $$
 DECLARE
     f regprocedure;
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
         FOR f IN SELECT p.oid::regprocedure FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-                  WHERE (n.nspname = 'pgstream' AND p.proname IN ('create_stream_table',
-                         'refresh_stream_table', 'explain_st'))
-                     OR (n.nspname = 'pgstream_lite' AND p.proname IN ('refresh_st',
-                         'scheduled_refresh')) LOOP
+                  WHERE n.nspname = 'pgstream' AND p.proname IN ('create_stream_table',
+                                                                  'explain_st')
+ LOOP
             EXECUTE format('ALTER FUNCTION %s SET citus.enable_ddl_propagation = off', f);
         END LOOP;
         -- a create propagates the capture function (citus_capture), which Citus allows only
