@@ -1,4 +1,5 @@
-"""The benchmark's PostgreSQL: a local server of its own and one fresh database per (N, R)."""
+"""The benchmark's PostgreSQL: a local server of its own (pgstream-lite, or a real engine
+preloaded) and fresh databases with the engine installed."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import psycopg
 
-from pgstream_lite.installer import install
+from pgstream_lite.engines import LITE, install_engine
 from pgstream_lite.server import DB_USER, HOST, LocalServer, dsn_for
 
 
@@ -40,10 +41,15 @@ class BenchDatabase:
 
 
 class BenchServer:
-    """Starts (or reuses) the benchmark's own server; creates and drops its databases."""
+    """Starts (or reuses) the benchmark's own server; creates and drops its databases.
 
-    def __init__(self, data_dir: Path) -> None:
-        self._server = LocalServer(data_dir)
+    engine: the engine the server runs (a real engine's library preloaded, its settings); it
+    must be built already (raises pgstream_lite.engines.EngineError otherwise, on start).
+    """
+
+    def __init__(self, data_dir: Path, engine: str = LITE) -> None:
+        self.engine = engine
+        self._server = LocalServer(data_dir, engine=engine)
         self._started_here = False
         self.port = 0
 
@@ -69,7 +75,7 @@ class BenchServer:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{name}"')
         database = BenchDatabase(name, self.port)
-        install(database.dsn)
+        install_engine(self.engine, database.dsn)
         with database.connect() as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         return database

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
+from md_table import md_table as _table
 from measure import Samples, ratio
 from project import MATERIALIZED_VIEW, MINIMAL, STREAM_TABLE, TABLE
 from results import BenchResult, ComboResult
 from scenarios import CREATE_VARIANTS, FRESH_METHODS, NOOP_VARIANTS
 from statements import CATEGORIES
 from targets import Check
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _secs(samples: Samples | None) -> str:
