@@ -232,7 +232,9 @@ BEGIN
             END IF;
         END IF;
         IF v_path IN ('RECOMPUTE', 'FULL') THEN
-            v_rows := pgstream_lite.rows_sql(p_pgs_id);
+            -- [citus hook] distributed storage: rows computed on the workers (80_citus.sql)
+            v_rows := coalesce(pgstream_lite.citus_full_rows_sql(p_pgs_id),
+                               pgstream_lite.rows_sql(p_pgs_id));
         END IF;
         IF v_path = 'RECOMPUTE' THEN
             -- the query's statement snapshot is the frontier (see 45_delta.sql)

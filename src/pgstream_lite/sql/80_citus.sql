@@ -379,6 +379,15 @@ BEGIN
 END;
 $$;
 
+-- Hook of refresh_st's FULL/RECOMPUTE paths (40_refresh.sql): for distributed storage, the
+-- rows SQL whose whole statement Citus runs on the workers; NULL for any other stream table.
+CREATE OR REPLACE FUNCTION pgstream_lite.citus_full_rows_sql(p_pgs_id bigint)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT pgstream_lite.citus_rows_sql(p_pgs_id, NULL, x.citus->>'column')
+      FROM pgstream_lite.st_meta x
+     WHERE x.pgs_id = p_pgs_id AND x.citus->>'storage' = 'distributed'
+$$;
+
 -- The CITUS_* refresh paths. Returns what refresh_st records (as refresh_linear & co do).
 CREATE OR REPLACE FUNCTION pgstream_lite.citus_refresh(
     p_pgs_id bigint, p_storage text, p_plan jsonb,
