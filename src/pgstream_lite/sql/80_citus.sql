@@ -193,9 +193,12 @@ BEGIN
                        || pgstream_lite.relname(p_relid));
         PERFORM create_distributed_table(format('%I.%I', v_schema, v_buf), 'k',
                                          colocate_with => p_relid::regclass::text);
+        -- cleaned_to at the top of the xid range: the engine's xid-ranged cleanup
+        -- (cleanup_buffers) never sends its DELETE to the 32 shards; claims delete instead
         INSERT INTO pgstream_lite.capture (source_relid, kind, buffer_schema, buffer_name,
-                                           trigger_function)
-        VALUES (p_relid, 'TRIGGER', v_schema, v_buf, 'cdc_' || p_relid);
+                                           trigger_function, cleaned_to)
+        VALUES (p_relid, 'TRIGGER', v_schema, v_buf, 'cdc_' || p_relid,
+                '18446744073709551615');
     END IF;
     v_fn := pgstream_lite.citus_write_capture_function(p_relid);
     IF NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = p_relid AND t.tgname = '__pgs_cdc')
