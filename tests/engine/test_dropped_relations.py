@@ -356,3 +356,9 @@ def test_without_the_trigger_reads_refreshes_and_the_scheduler_say_the_same(plai
     assert "public.down" in outcomes  # due at once, as it reads up's dropped storage
     assert f"public.up (stream table, oid {up})" in refresh_error(db, "down")
     assert ticks(db, 4) == []
+
+    # the API's drop marks the readers itself
+    create(db, "up2", "SELECT id FROM keep", "1h")
+    create(db, "down2", "SELECT id FROM up2", "1h")
+    db.execute("SELECT pgstream.drop_stream_table('up2')")
+    assert catalog(db)["public.down2"] == ("ERROR", True, 0)
