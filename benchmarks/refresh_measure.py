@@ -28,6 +28,7 @@ class Cell:
     full_error: str = ""
     actions: set[str] = field(default_factory=set)  # what its DIFFERENTIAL refreshes did
     wrong_rows: int = 0  # rows where the stream table differs from its query afterwards
+    wrong_examples: list[str] = field(default_factory=list)  # a few of them
     written: int = 0  # pgstream-lite: rows_inserted + rows_deleted (the largest of the runs)
     path: str = ""  # pgstream-lite: the refresh path taken
 
@@ -133,7 +134,11 @@ class ShapeRun:
             cell.diff_error = self.diff_error.get(engine.label, "")
             cell.full_error = self.full_error.get(engine.label, "")
             if not cell.diff_error:
-                cell.wrong_rows = mismatched_rows(engine.conn, self.shape.table, self.shape.query)
+                cell.wrong_rows, cell.wrong_examples = mismatched_rows(
+                    engine.conn, self.shape.table, self.shape.query)
+                if cell.wrong_rows:
+                    self.log(f"{engine.label}: {self.shape.table} differs from its query in "
+                             f"{cell.wrong_rows} rows, e.g. {cell.wrong_examples}")
         self.result.sizes[label] = cells
 
     def _measure_no_data(self) -> None:

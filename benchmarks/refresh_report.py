@@ -128,6 +128,19 @@ def _capture_table(report: RefreshReport, checks: list[Check]) -> str:
     return md_table(header, rows)
 
 
+def _wrong_results(report: RefreshReport) -> str:
+    """The DIFFERENTIAL tables that differed from their query after the runs, with examples."""
+    lines = []
+    for result in report.results:
+        for change, cells in result.sizes.items():
+            for label, cell in cells.items():
+                if cell.wrong_rows:
+                    lines.append(f"- {label}, {result.shape.name} after {change} changed: "
+                                 f"{cell.wrong_rows:,} rows differ, e.g. "
+                                 + "; ".join(f"`{example}`" for example in cell.wrong_examples))
+    return "\n".join(lines) or "None: every DIFFERENTIAL table matched its query after the runs."
+
+
 def _summary(checks: list[Check]) -> str:
     misses = [check for check in checks if not check.passed and check.binding]
     if not misses:
@@ -157,6 +170,8 @@ def render(report: RefreshReport) -> str:
         "each DIFFERENTIAL table is compared with its query (WRONG when rows differ); `did "
         "FULL` means the engine's history says it fell back to a full refresh.",
         "## DIFFERENTIAL vs FULL per shape\n\n" + _refresh_table(report),
+        "Wrong results (stream table vs its query, after the runs of a change size):\n\n"
+        + _wrong_results(report),
         "## NO_DATA (refresh with nothing changed)\n\n" + _no_data_table(report),
         "## Change capture (µs per row; in brackets: more than with no stream table on the "
         "same server)\n\n" + _capture_table(report, report.checks),

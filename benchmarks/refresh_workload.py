@@ -9,6 +9,8 @@ import psycopg
 CUSTOMERS = 1_000
 REGIONS = 10
 GROUPS = 1_000
+DECIMALS = 10
+FRACTIONAL_TYPES = {700, 701, 1700}  # float4, float8, numeric (type oids)
 
 
 @dataclass(frozen=True)
@@ -94,14 +96,24 @@ def settle(conn: psycopg.Connection) -> None:
     conn.execute("VACUUM (ANALYZE)")
 
 
-def mismatched_rows(conn: psycopg.Connection, table: str, query: str) -> int:
-    """How many rows differ (as bags) between stream table `table` and `query` run now; the
-    engine's own columns (row ids, counts) are left out."""
+def mismatched_rows(conn: psycopg.Connection, table: str, query: str) -> tuple[int, list[str]]:
+    """How many rows differ (as bags) between stream table `table` and `query` run now, and up to
+    two of them each way ("table: ..." / "query: ..."); the engine's own columns (row ids,
+    counts) are left out, fractional values compared to DECIMALS places (an AVG maintained as
+    sum / count may differ from AVG's own in the last of its 16 digits: not a wrong result)."""
     cursor = conn.execute(f"SELECT * FROM ({query}) q LIMIT 0")  # type: ignore[arg-type]
-    columns = ", ".join(f'"{column.name}"' for column in cursor.description or [])
-    row = conn.execute(
-        f"SELECT count(*) FROM ((SELECT {columns} FROM {table} EXCEPT ALL SELECT * FROM "  # type: ignore[arg-type]
-        f"({query}) q) UNION ALL (SELECT * FROM ({query}) q EXCEPT ALL SELECT {columns} "
-        f"FROM {table})) d").fetchone()
-    assert row is not None
-    return int(row[0])
+    columns = ", ".join(
+        f'round("{column.name}"::numeric, {DECIMALS}) AS "{column.name}"'
+        if column.type_code in FRACTIONAL_TYPES else f'"{column.name}"'
+        for column in cursor.description or [])
+    rows = conn.execute(
+        f"WITH only_table AS (SELECT {columns} FROM {table} EXCEPT ALL "  # type: ignore[arg-type]
+        f"SELECT {columns} FROM ({query}) q), only_query AS (SELECT {columns} FROM ({query}) q "
+        f"EXCEPT ALL SELECT {columns} FROM {table}) "
+        "SELECT 'table', (SELECT count(*) FROM only_table), "
+        "(SELECT array_agg(t::text) FROM (SELECT * FROM only_table LIMIT 2) t) "
+        "UNION ALL SELECT 'query', (SELECT count(*) FROM only_query), "
+        "(SELECT array_agg(t::text) FROM (SELECT * FROM only_query LIMIT 2) t)").fetchall()
+    count = sum(int(row[1]) for row in rows)
+    examples = [f"{row[0]}: {example}" for row in rows for example in row[2] or []]
+    return count, examples

@@ -3,6 +3,10 @@ then pgstream-lite's DIFFERENTIAL vs FULL refresh per query shape (differential_
 
     .venv/bin/python benchmarks/run.py [--quick] [--models 40,200] [--rows 100000,1000000]
                                        [--reps 3] [--threads 4]
+
+The second part compares with the real engines where they are built: export the tests'
+$PG_STREAM_SOURCE / $PG_TRICKLE_SOURCE / $PG_TRICKLE_CARGO_LOCK first (an engine that is not
+built is reported as not available).
 """
 
 from __future__ import annotations
