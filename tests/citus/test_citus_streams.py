@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 
 import psycopg
 import pytest
@@ -192,3 +193,27 @@ def test_differential_equals_full_under_random_dml(cconn: psycopg.Connection,
             assert action in ("DIFFERENTIAL", "NO_DATA"), (name, action)
             if action == "DIFFERENTIAL":
                 assert recorded == path, name
+
+
+def test_the_scheduler_refreshes_a_stream_table_over_a_distributed_source(
+        cconn: psycopg.Connection, coordinator_dsn: str) -> None:
+    """The same scheduler as on one server: one tick refreshes what is due (DIFFERENTIAL)."""
+    from pgstream_lite.scheduler import run_scheduler
+
+    _source(cconn, rows=300)
+    query = QUERIES["per_customer"][0]
+    cconn.execute("SET pg_stream.min_schedule_seconds = 1")
+    cconn.execute("SELECT pgstream.create_stream_table('per_customer', %s, '1s', "
+                  "'DIFFERENTIAL')", (query,))
+    cconn.execute("INSERT INTO src SELECT g, g % 53, 9, 's' FROM generate_series(5000, 5099) g")
+    assert _difference(cconn, "per_customer") > 0
+    deadline = time.monotonic() + 30
+    while _difference(cconn, "per_customer") and time.monotonic() < deadline:
+        time.sleep(1.1)  # the schedule: due a second after the last refresh
+        run_scheduler(coordinator_dsn, once=True)
+    assert _difference(cconn, "per_customer") == 0
+    assert cconn.execute(
+        "SELECT h.initiated_by, h.action FROM pgstream.pgs_refresh_history h "
+        "JOIN pgstream.pgs_stream_tables s USING (pgs_id) WHERE s.pgs_name = 'per_customer' "
+        "AND s.pgs_schema = current_schema() ORDER BY h.refresh_id DESC LIMIT 1"
+    ).fetchone() == ("SCHEDULER", "DIFFERENTIAL")
