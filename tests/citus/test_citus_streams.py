@@ -217,3 +217,56 @@ def test_the_scheduler_refreshes_a_stream_table_over_a_distributed_source(
         "JOIN pgstream.pgs_stream_tables s USING (pgs_id) WHERE s.pgs_name = 'per_customer' "
         "AND s.pgs_schema = current_schema() ORDER BY h.refresh_id DESC LIMIT 1"
     ).fetchone() == ("SCHEDULER", "DIFFERENTIAL")
+
+
+def test_writes_during_refreshes_never_fail_and_nothing_is_lost(
+        cconn: psycopg.Connection, coordinator_dsn: str) -> None:
+    """Writers run while refreshes claim and recompute: no write fails, and once the writers
+    stop one refresh brings every stream table back to its query."""
+    import threading
+
+    _source(cconn, rows=500)
+    _create(cconn)
+    schema = cconn.execute("SELECT current_schema()").fetchone()[0]
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    writes = [0]
+
+    def writer(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            with psycopg.connect(coordinator_dsn, autocommit=True) as conn:
+                conn.execute(f"SET search_path = {schema}, public")
+                next_id = 1_000_000 * (seed + 1)
+                while not stop.is_set():
+                    cid = rng.randint(0, 60)
+                    next_id += 1
+                    conn.execute("INSERT INTO src VALUES (%s, %s, %s, 'w')",
+                                 (next_id, cid, rng.randint(0, 12)))
+                    conn.execute("UPDATE src SET amount = amount + 1 WHERE cid = %s "
+                                 "AND id %% 5 = %s", (cid, rng.randint(0, 4)))
+                    if rng.random() < 0.3:
+                        conn.execute("DELETE FROM src WHERE cid = %s AND id %% 13 = %s",
+                                     (cid, rng.randint(0, 12)))
+                    writes[0] += 1
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(seed,)) for seed in range(3)]
+    for thread in threads:
+        thread.start()
+    refreshes = 0
+    deadline = time.monotonic() + 8
+    try:
+        while time.monotonic() < deadline:
+            for name in ("per_customer", "big", "joined"):
+                cconn.execute("SELECT pgstream.refresh_stream_table(%s)", (name,))
+                refreshes += 1
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert errors == [] and writes[0] > 30 and refreshes > 5, (errors, writes, refreshes)
+    for name in QUERIES:
+        cconn.execute("SELECT pgstream.refresh_stream_table(%s)", (name,))
+        assert _difference(cconn, name) == 0, name
