@@ -23,7 +23,10 @@ TABLES = [
             "GROUP BY k", "AGG"),
     ("keyed", "SELECT k, string_agg(a::text, ',' ORDER BY a) AS s FROM t1 WHERE slow_pass(a) "
               "GROUP BY k", "KEYED"),
-    ("whole", "SELECT count(*) AS c FROM t1 WHERE slow_pass(a)", "RECOMPUTE"),
+    ("one", "SELECT count(*) AS c, sum(a) AS s FROM t1 WHERE slow_pass(a)", "AGG"),
+    ("dist", "SELECT DISTINCT k FROM t1 WHERE slow_pass(a)", "AGG"),
+    ("whole", "SELECT count(*) AS c FROM t1 WHERE slow_pass(a) HAVING count(*) > 0",
+     "RECOMPUTE"),
 ]
 
 

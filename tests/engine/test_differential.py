@@ -48,15 +48,26 @@ STREAM_TABLES = [
                 "max(b) AS mxb, min(a) AS mna FROM t1 GROUP BY k"),
     ("agg_join2", "SELECT t1.k, t2.name, count(*) AS n, sum(t1.a) AS s, min(t1.a) AS mn "
                   "FROM t1 JOIN t2 ON t1.k = t2.k GROUP BY t1.k, t2.name"),
+    # one group (no GROUP BY): its row stays when no source row does
+    ("one_grp", "SELECT count(*) AS n, count(b) AS nb, min(a) AS mn, max(b) AS mx, "
+                "avg(a::numeric) AS av FROM t1 WHERE a IS DISTINCT FROM 3"),
+    ("one_join", "SELECT count(*) AS n, sum(t1.a) AS s FROM t1 JOIN t2 ON t1.k = t2.k"),
+    ("dist_join", "SELECT DISTINCT t2.name, t1.a % 2 AS par FROM t1 JOIN t2 ON t1.k = t2.k"),
+    # joins of 4 and 5 tables (t2 twice, t1 twice)
+    ("ij4", "SELECT t1.id, x.name, y.name AS yn, z.b FROM t1 JOIN t2 x ON x.k = t1.k "
+            "JOIN t2 y ON y.k = t1.a JOIN t1 z ON z.k = x.k AND z.id <= 3"),
+    ("ij5", "SELECT t1.id, w.name FROM t1, t2 w, t2 v, t1 u, t2 s WHERE w.k = t1.k "
+            "AND v.k = t1.a AND u.id = t1.k AND s.k = u.a"),
 ]
 
 # The path each table's DIFFERENTIAL refreshes take.
 PATHS = {
-    "filt": "LINEAR", "agg": "AGG", "ij": "LINEAR", "lj": "RECOMPUTE", "dist": "KEYED",
-    "uni": "RECOMPUTE", "dup": "LINEAR", "cnt": "RECOMPUTE", "on_st": "LINEAR",
+    "filt": "LINEAR", "agg": "AGG", "ij": "LINEAR", "lj": "RECOMPUTE", "dist": "AGG",
+    "uni": "RECOMPUTE", "dup": "LINEAR", "cnt": "AGG", "on_st": "LINEAR",
     "on_st2": "AGG", "proj": "LINEAR", "ij_self": "LINEAR", "ij_comma": "LINEAR",
     "agg_join": "AGG", "agg_lj": "KEYED", "agg_expr": "KEYED", "agg_having": "RECOMPUTE",
-    "agg_num": "AGG", "agg_join2": "AGG",
+    "agg_num": "AGG", "agg_join2": "AGG", "one_grp": "AGG", "one_join": "AGG",
+    "dist_join": "AGG", "ij4": "LINEAR", "ij5": "LINEAR",
 }
 
 small = st.integers(min_value=0, max_value=4)
@@ -124,9 +135,12 @@ COUNTS = {
     "on_st2": "SELECT c, count(*) FROM agg GROUP BY c",
     "agg_join": "SELECT t2.name, count(*) FROM t1 JOIN t2 ON t1.k = t2.k GROUP BY t2.name",
     "agg_lj": "SELECT t2.k, count(*) FROM t2 LEFT JOIN t1 ON t1.k = t2.k GROUP BY t2.k",
+    "one_join": "SELECT count(*) FROM t1 JOIN t2 ON t1.k = t2.k",
+    "dist_join": "SELECT t2.name, t1.a % 2, count(*) FROM t1 JOIN t2 ON t1.k = t2.k "
+                 "GROUP BY 1, 2",
 }
 COUNT_KEYS = {"agg": "k", "dist": "k, b", "cnt": "", "on_st2": "c", "agg_join": "name",
-              "agg_lj": "k"}
+              "agg_lj": "k", "one_join": "", "dist_join": "name, par"}
 
 
 @pytest.fixture

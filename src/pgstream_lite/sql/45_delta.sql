@@ -308,8 +308,9 @@ BEGIN
     ELSIF v_src IS DISTINCT FROM v_items THEN
         RETURN jsonb_build_object('path', 'RECOMPUTE', 'reason',
                                   'reads a table outside its FROM clause');
-    ELSIF n_items > 3 THEN
-        RETURN jsonb_build_object('path', 'RECOMPUTE', 'reason', 'joins more than 3 tables');
+    ELSIF n_items > 5 THEN
+        -- inclusion-exclusion: up to 3^n - 1 branches when every table changed
+        RETURN jsonb_build_object('path', 'RECOMPUTE', 'reason', 'joins more than 5 tables');
     END IF;
     IF shape.kind IN ('AGGREGATE', 'DISTINCT') THEN
         IF shape.has_having THEN
@@ -323,6 +324,16 @@ BEGIN
             SELECT array_agg(m.columns[a] ORDER BY o) INTO v_keys
               FROM unnest(shape.group_attnums) WITH ORDINALITY AS u(a, o);
         END IF;
+        IF shape.kind = 'AGGREGATE' AND coalesce(f->>'groupClause', '<>') = '<>' THEN
+            -- no GROUP BY: one group, whose row exists even when no source row does
+            v_agg := pgstream_lite.agg_plan(m, v_relid, '{}', fi, 'single');
+            IF (v_agg->>'ok')::boolean THEN
+                RETURN v_agg - 'ok' || jsonb_build_object('cols', v_cols);
+            END IF;
+            RETURN jsonb_build_object('path', 'RECOMPUTE', 'reason',
+                'an aggregate without GROUP BY not maintained algebraically: '
+                || (v_agg->>'reason'));
+        END IF;
         IF coalesce(cardinality(v_keys), 0) = 0 THEN
             RETURN jsonb_build_object('path', 'RECOMPUTE', 'reason',
                                       'an aggregate without GROUP BY keys among its columns');
@@ -333,13 +344,15 @@ BEGIN
         IF cardinality(v_types) <> cardinality(v_keys) THEN
             RETURN jsonb_build_object('path', 'RECOMPUTE', 'reason', 'key columns not found');
         END IF;
-        IF shape.kind = 'AGGREGATE' THEN
-            v_agg := pgstream_lite.agg_plan(m, v_relid, shape.group_attnums, fi);
-            IF (v_agg->>'ok')::boolean THEN
-                RETURN v_agg - 'ok' || jsonb_build_object('cols', v_cols);
-            END IF;
-            v_why := ' (not maintained algebraically: ' || (v_agg->>'reason') || ')';
+        -- DISTINCT: a GROUP BY of every column whose only aggregate is the row count
+        v_agg := pgstream_lite.agg_plan(
+            m, v_relid, CASE WHEN shape.kind = 'AGGREGATE' THEN shape.group_attnums
+                             ELSE ARRAY(SELECT generate_series(1, cardinality(m.columns))) END,
+            fi, CASE WHEN shape.kind = 'AGGREGATE' THEN 'group' ELSE 'distinct' END);
+        IF (v_agg->>'ok')::boolean THEN
+            RETURN v_agg - 'ok' || jsonb_build_object('cols', v_cols);
         END IF;
+        v_why := ' (not maintained algebraically: ' || (v_agg->>'reason') || ')';
         RETURN jsonb_build_object(
             'path', 'KEYED',
             'reason', format('%s: recompute the groups whose key (%s) the change touches%s',
@@ -869,7 +882,11 @@ $$;
 
 -- The select list and GROUP BY of an aggregate query, for the AGG path: jsonb
 -- {ok, reason, from_pos, group_pos, where_pos, items: [{kind key|agg, fn, expr}], n_group}.
-CREATE OR REPLACE FUNCTION pgstream_lite.agg_items(p_body text)
+-- p_mode 'group': SELECT ... GROUP BY; 'single': an aggregate without GROUP BY; 'distinct':
+-- SELECT DISTINCT without GROUP BY (every item a key). group_pos: where the FROM ... WHERE text
+-- ends (GROUP BY, else the first top-level HAVING/WINDOW/ORDER/LIMIT/OFFSET/FETCH, else the end).
+DROP FUNCTION IF EXISTS pgstream_lite.agg_items(text);
+CREATE OR REPLACE FUNCTION pgstream_lite.agg_items(p_body text, p_mode text DEFAULT 'group')
 RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
 DECLARE
     toks pgstream_lite.token[];
@@ -887,6 +904,7 @@ DECLARE
     inner_toks pgstream_lite.token[];
     expr_end integer;
     n_group integer := 1;
+    end_pos integer;
 BEGIN
     SELECT array_agg(x::pgstream_lite.token ORDER BY x.pos) INTO toks
       FROM pgstream_lite.top_level_tokens(p_body) x;
@@ -901,19 +919,35 @@ BEGIN
             group_i := i;
         ELSIF group_i IS NOT NULL AND toks[i].kind = ',' THEN
             n_group := n_group + 1;
-        ELSIF group_i IS NOT NULL AND toks[i].kind = 'w'
+        ELSIF from_i IS NOT NULL AND toks[i].kind = 'w'
               AND toks[i].tok IN ('HAVING', 'WINDOW', 'ORDER', 'LIMIT', 'OFFSET', 'FETCH') THEN
+            end_pos := toks[i].pos;
             EXIT;
         END IF;
     END LOOP;
-    IF from_i IS NULL OR group_i IS NULL THEN
+    IF from_i IS NULL THEN
+        RETURN jsonb_build_object('ok', false, 'reason', 'no FROM');
+    ELSIF p_mode = 'group' AND group_i IS NULL THEN
         RETURN jsonb_build_object('ok', false, 'reason', 'no GROUP BY');
+    ELSIF p_mode <> 'group' AND group_i IS NOT NULL THEN
+        RETURN jsonb_build_object('ok', false, 'reason', 'a GROUP BY');
     END IF;
-    IF toks[2].kind = 'w' AND toks[2].tok IN ('DISTINCT', 'ALL') THEN
+    IF p_mode = 'distinct' THEN
+        IF NOT (toks[2].kind = 'w' AND toks[2].tok = 'DISTINCT') THEN
+            RETURN jsonb_build_object('ok', false, 'reason', 'DISTINCT not understood');
+        END IF;
+        item_start := 3;
+    ELSIF toks[2].kind = 'w' AND toks[2].tok IN ('DISTINCT', 'ALL') THEN
         RETURN jsonb_build_object('ok', false, 'reason', 'SELECT DISTINCT with GROUP BY');
+    ELSE
+        item_start := 2;
     END IF;
-    item_start := 2;
-    FOR i IN 2 .. from_i LOOP
+    IF group_i IS NOT NULL THEN
+        end_pos := toks[group_i].pos;
+    END IF;
+    end_pos := coalesce(end_pos, length(p_body) + 1);
+    -- (the select list: items from item_start to FROM)
+    FOR i IN item_start .. from_i LOOP
         IF i = from_i OR toks[i].kind = ',' THEN
             it := toks[item_start:i - 1];
             m := coalesce(array_length(it, 1), 0);
@@ -952,17 +986,24 @@ BEGIN
             item_start := i + 1;
         END IF;
     END LOOP;
+    IF p_mode = 'distinct' AND EXISTS (SELECT 1 FROM jsonb_array_elements(items) x
+                                        WHERE x->>'kind' = 'agg') THEN
+        RETURN jsonb_build_object('ok', false, 'reason', 'DISTINCT over aggregates');
+    END IF;
     RETURN jsonb_build_object('ok', true, 'from_pos', toks[from_i].pos,
-                              'group_pos', toks[group_i].pos, 'where_pos', where_pos,
-                              'items', items, 'n_group', n_group);
+                              'group_pos', end_pos, 'where_pos', where_pos,
+                              'items', items,
+                              'n_group', CASE WHEN group_i IS NULL THEN 0 ELSE n_group END);
 END;
 $$;
 
 -- The AGG plan of an aggregate query (called by dvm_plan): {ok, reason} or {ok, path 'AGG',
 -- reason, items, keys: [{expr, col, type}], aggs: [{fn, expr, col, type}], outs: [{kind, idx}],
 -- from_pos, group_pos, where_pos}.
+DROP FUNCTION IF EXISTS pgstream_lite.agg_plan(pgstream_lite.st_meta, oid, integer[], jsonb);
 CREATE OR REPLACE FUNCTION pgstream_lite.agg_plan(
-    m pgstream_lite.st_meta, p_relid oid, p_group_attnums integer[], p_fi jsonb)
+    m pgstream_lite.st_meta, p_relid oid, p_group_attnums integer[], p_fi jsonb,
+    p_mode text DEFAULT 'group')
 RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
 DECLARE
     ai jsonb;
@@ -977,14 +1018,14 @@ BEGIN
                 WHERE (x->>'left_join')::boolean) THEN
         RETURN jsonb_build_object('ok', false, 'reason', 'a LEFT JOIN');
     END IF;
-    ai := pgstream_lite.agg_items(m.body);
+    ai := pgstream_lite.agg_items(m.body, p_mode);
     IF NOT (ai->>'ok')::boolean THEN
         RETURN ai;
     END IF;
     IF jsonb_array_length(ai->'items') <> cardinality(m.columns) THEN
         RETURN jsonb_build_object('ok', false, 'reason', 'select list not understood');
     END IF;
-    IF (ai->>'n_group')::integer <> cardinality(p_group_attnums) THEN
+    IF p_mode <> 'distinct' AND (ai->>'n_group')::integer <> cardinality(p_group_attnums) THEN
         RETURN jsonb_build_object('ok', false, 'reason', 'a GROUP BY key that is not a column');
     END IF;
     FOR i IN 1 .. cardinality(m.columns) LOOP
@@ -1013,11 +1054,20 @@ BEGIN
     END LOOP;
     RETURN jsonb_build_object(
         'ok', true, 'path', 'AGG',
-        'reason', format('GROUP BY %s with %s: the delta of each group is added to its count, '
-                         'sums and extremes', (SELECT string_agg(k->>'col', ', ')
-                                                 FROM jsonb_array_elements(keys) k),
-                         (SELECT string_agg(DISTINCT lower(a->>'fn'), '/')
-                            FROM jsonb_array_elements(aggs) a)),
+        'reason', CASE p_mode
+            WHEN 'single' THEN format('aggregate without GROUP BY (one group) with %s: the delta '
+                                      'is added to its count, sums and extremes',
+                                      (SELECT string_agg(DISTINCT lower(a->>'fn'), '/')
+                                         FROM jsonb_array_elements(aggs) a))
+            WHEN 'distinct' THEN format('DISTINCT %s: the delta is added to the count of each '
+                                        'distinct row (a row shows while its count is above 0)',
+                                        (SELECT string_agg(k->>'col', ', ')
+                                           FROM jsonb_array_elements(keys) k))
+            ELSE format('GROUP BY %s with %s: the delta of each group is added to its count, '
+                        'sums and extremes', (SELECT string_agg(k->>'col', ', ')
+                                                FROM jsonb_array_elements(keys) k),
+                        (SELECT string_agg(DISTINCT lower(a->>'fn'), '/')
+                           FROM jsonb_array_elements(aggs) a)) END,
         'items', p_fi->'items', 'keys', keys, 'aggs', aggs, 'outs', outs,
         'from_pos', ai->'from_pos', 'group_pos', ai->'group_pos', 'where_pos', ai->'where_pos');
 END;
@@ -1108,8 +1158,15 @@ DECLARE
     v_attempt integer := 0;
     v_sql text;
     spa text;
+    v_single boolean := false;
 BEGIN
     SELECT * INTO m FROM pgstream_lite.st_meta s WHERE s.pgs_id = p_pgs_id;
+    IF nk = 0 THEN
+        -- no GROUP BY: one group, of a constant key
+        v_single := true;
+        p_plan := jsonb_set(p_plan, '{keys}', '[{"expr": "0", "type": "integer"}]');
+        nk := 1;
+    END IF;
     -- the query before aggregation: keys and aggregate arguments of each source row
     prefix := 'SELECT ' || (SELECT string_agg(format('(%s) AS __pgs_k%s', e->>'expr', o), ', '
                                                ORDER BY o)
@@ -1213,7 +1270,7 @@ BEGIN
         EXECUTE format(
             E'WITH __pgs_base AS (\n%s\n),\n'
             '__pgs_new AS MATERIALIZED (SELECT %s AS __pgs_kh, %s, count(*) AS __pgs_n%s '
-            'FROM __pgs_base b GROUP BY %s),\n'
+            'FROM __pgs_base b %s),\n'
             '__pgs_st AS (INSERT INTO %s (%s) SELECT %s FROM __pgs_new RETURNING 1),\n'
             '__pgs_src AS MATERIALIZED (SELECT pgstream.pg_stream_hash(ROW(%s)::text) AS __pgs_row_id, '
             '%s FROM __pgs_new z),\n'
@@ -1223,10 +1280,15 @@ BEGIN
             'EXISTS (SELECT 1 FROM %s t WHERE t.__pgs_row_id = s.__pgs_row_id) RETURNING 1)\n'
             'SELECT (SELECT count(*) FROM __pgs_ins), (SELECT count(*) FROM __pgs_del), '
             'pg_current_snapshot()::text, (SELECT count(*) FROM __pgs_st)',
-            pa, format(kh_sql, 'b'),
-            (SELECT string_agg(format('b.__pgs_k%s', o), ', ') FROM generate_series(1, nk) o),
+            pa,
+            CASE WHEN v_single THEN 'pgstream.pg_stream_hash(ROW(0)::text)'
+                 ELSE format(kh_sql, 'b') END,
+            CASE WHEN v_single THEN '0 AS __pgs_k1' ELSE
+            (SELECT string_agg(format('b.__pgs_k%s', o), ', ') FROM generate_series(1, nk) o) END,
             base_aggs,
-            (SELECT string_agg(format('b.__pgs_k%s', o), ', ') FROM generate_series(1, nk) o),
+            -- one group: its row exists even over no rows (no GROUP BY)
+            CASE WHEN v_single THEN '' ELSE 'GROUP BY ' ||
+            (SELECT string_agg(format('b.__pgs_k%s', o), ', ') FROM generate_series(1, nk) o) END,
             v_state, st_cols, st_cols,
             array_to_string(out_new, ', '), array_to_string(out_new, ', '),
             p_storage, p_storage, stored, p_storage)
@@ -1366,10 +1428,10 @@ BEGIN
         '__pgs_oldrows AS MATERIALIZED (SELECT pgstream.pg_stream_hash(ROW(%s)::text) AS id '
         'FROM __pgs_old o),\n'
         '__pgs_newrows AS MATERIALIZED (SELECT pgstream.pg_stream_hash(ROW(%s)::text) AS id, %s '
-        'FROM __pgs_new z WHERE z.__pgs_n > 0),\n'
+        'FROM __pgs_new z WHERE z.__pgs_n %s),\n'
         '__pgs_sdel AS (DELETE FROM %s s WHERE s.__pgs_kh = ANY (ARRAY(SELECT z.__pgs_kh '
-        'FROM __pgs_new z WHERE z.__pgs_n = 0)) RETURNING 1),\n'
-        '__pgs_sput AS (INSERT INTO %s AS s (%s) SELECT %s FROM __pgs_new z WHERE z.__pgs_n > 0 '
+        'FROM __pgs_new z WHERE z.__pgs_n %s)) RETURNING 1),\n'
+        '__pgs_sput AS (INSERT INTO %s AS s (%s) SELECT %s FROM __pgs_new z WHERE z.__pgs_n %s '
         'ON CONFLICT (__pgs_kh) DO UPDATE SET (%s) = ROW(%s) RETURNING 1),\n'
         '__pgs_del AS (DELETE FROM %s t WHERE t.__pgs_row_id = ANY (ARRAY(SELECT o.id FROM '
         '__pgs_oldrows o WHERE (SELECT t FROM __pgs_t) IS NULL AND NOT EXISTS '
@@ -1394,7 +1456,10 @@ BEGIN
         new_cols,
         array_to_string(out_old, ', '),
         array_to_string(out_new, ', '), array_to_string(out_new, ', '),
-        v_state, v_state, st_cols, st_cols,
+        -- a group whose count reaches 0 goes, except the one group of a query without GROUP BY
+        CASE WHEN v_single THEN '>= 0' ELSE '> 0' END,
+        v_state, CASE WHEN v_single THEN '< 0' ELSE '= 0' END,
+        v_state, st_cols, st_cols, CASE WHEN v_single THEN '>= 0' ELSE '> 0' END,
         (SELECT string_agg(c, ', ') FROM unnest(string_to_array(st_cols, ', ')) c
           WHERE c <> '__pgs_kh'),
         (SELECT string_agg('excluded.' || c, ', ') FROM unnest(string_to_array(st_cols, ', ')) c
