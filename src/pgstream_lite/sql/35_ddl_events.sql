@@ -162,7 +162,10 @@ BEGIN
       FROM pg_catalog.pg_event_trigger_dropped_objects() o
      WHERE o.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND o.objsubid = 0
        AND o.object_type IN ('table', 'view', 'materialized view', 'foreign table');
-    IF v_relids IS NULL THEN
+    IF v_relids IS NULL
+       -- the engine's catalog was dropped (an uninstall under way): nothing to mark
+       OR pg_catalog.to_regclass('pgstream.pgs_dependencies') IS NULL
+       OR pg_catalog.to_regclass('pgstream.pgs_stream_tables') IS NULL THEN
         RETURN;
     END IF;
     BEGIN
