@@ -19,6 +19,7 @@ shape is reported as failing it.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -42,6 +43,10 @@ MACHINE_KEYS = ("CPU", "cores", "memory", "PostgreSQL", "repository commit")
 
 def log(message: str) -> None:
     print(f"[refresh bench] {message}", file=sys.stderr, flush=True)
+
+
+def _load() -> str:
+    return ", ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -91,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.perf_counter()
     report = RefreshReport(args.rows, args.runs, {}, {})
+    load_at_start = _load()
     engines = _start([name.strip() for name in args.engines.split(",")], report)
     try:
         if not engines or engines[0].setup.engine != "pgstream-lite":
@@ -108,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             engine.close()
     report.checks = all_checks(report.results, report.captures, LABELS)
     report.minutes = (time.perf_counter() - started) / 60
+    report.load = (f"Load average (1, 5, 15 min) at the start: {load_at_start}, at the end: "
+                   f"{_load()}.")
     text = render(report)
     args.results.write_text(text)
     print(text)

@@ -59,9 +59,8 @@ TRICKLE_SETUP = EngineSetup("pg_trickle", "pg_trickle 0.67", True, ", cdc_mode =
                             history="pgtrickle.pgt_refresh_history h JOIN "
                                     "pgtrickle.pgt_stream_tables s USING (pgt_id) WHERE "
                                     "s.pgt_name")
-# pg_stream records no history for manual refreshes. Its FULL refresh is not measured: the FULL
-# figures the targets need are pgstream-lite's and pg_trickle's.
-STREAM_SETUP = EngineSetup("pg_stream", "pg_stream 0.1", False)
+# pg_stream records no history for manual refreshes.
+STREAM_SETUP = EngineSetup("pg_stream", "pg_stream 0.1", True)
 SETUPS = (LITE_SETUP, STREAM_SETUP, TRICKLE_SETUP)
 
 

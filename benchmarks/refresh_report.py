@@ -17,7 +17,7 @@ NOISE_NOTE = (
     "`refresh_stream_table` call, or the write statement: no round trip, no commit), the same for "
     "every engine. The machine has 2 cores shared with other engineers' test runs: single "
     "figures move by ±20–50 % between runs, ratios measured side by side less so; "
-    "(min–max) where shown is the spread of one run's repetitions. The real engines are the "
+    "(min–max) is the spread of this run's repetitions. The real engines are the "
     "project's cached debug builds (cargo pgrx install without --release), as in the tests."
 )
 
@@ -32,6 +32,7 @@ class RefreshReport:
     captures: dict[str, CaptureResult] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
     minutes: float = 0.0
+    load: str = ""  # the machine's load averages at the start and the end
 
 
 def _ms(samples: Samples, digits: int = 1) -> str:
@@ -57,6 +58,13 @@ def _engine_cell(report: RefreshReport, label: str, cell: Cell | None, full: boo
     return text
 
 
+def _spread(cell: Cell | None) -> str:
+    if cell is None or cell.diff_error or not cell.diff.values:
+        return ""
+    low, high = cell.diff.spread
+    return f" ({low:,.1f}–{high:,.1f})"
+
+
 def _ratio_cell(cell: Cell | None) -> str:
     if cell is None or cell.diff_error or cell.full_error or not cell.full.values:
         return "–"
@@ -71,20 +79,22 @@ def _verdict(check: Check | None) -> str:
 
 
 def _refresh_table(report: RefreshReport) -> str:
-    header = ["stream table", "change", "lite DIFF ms", "lite FULL ms", "lite DIFF/FULL",
-              "target", "pg_stream DIFF ms", "pg_trickle DIFF ms", "pg_trickle FULL ms",
-              "pg_trickle DIFF/FULL", "lite vs faster real engine", "lite rows written",
-              "lite path"]
+    header = ["stream table", "change", "lite DIFF ms (min–max)", "lite FULL ms",
+              "lite DIFF/FULL", "target", "pg_stream DIFF ms", "pg_stream FULL ms",
+              "pg_trickle DIFF ms", "pg_trickle FULL ms", "pg_trickle DIFF/FULL",
+              "lite vs faster real engine", "lite rows written", "lite path"]
     rows = []
     for result in report.results:
         for change, cells in result.sizes.items():
             lite, trickle = cells.get(LITE_SETUP.label), cells.get(TRICKLE_SETUP.label)
+            stream = cells.get(STREAM_SETUP.label)
             rows.append([
                 result.shape.name, change,
-                _engine_cell(report, LITE_SETUP.label, lite),
+                _engine_cell(report, LITE_SETUP.label, lite) + _spread(lite),
                 _engine_cell(report, LITE_SETUP.label, lite, full=True),
                 _ratio_cell(lite), _verdict(ratio_check(result, change)),
-                _engine_cell(report, STREAM_SETUP.label, cells.get(STREAM_SETUP.label)),
+                _engine_cell(report, STREAM_SETUP.label, stream),
+                _engine_cell(report, STREAM_SETUP.label, stream, full=True),
                 _engine_cell(report, TRICKLE_SETUP.label, trickle),
                 _engine_cell(report, TRICKLE_SETUP.label, trickle, full=True),
                 _ratio_cell(trickle), _verdict(real_check(result, change)),
@@ -159,7 +169,7 @@ def render(report: RefreshReport) -> str:
     parts = [
         f"# Refresh: pgstream-lite vs pg_stream and pg_trickle ({report.rows:,} source rows, "
         f"median of {report.runs})",
-        f"Wall time of the run: {report.minutes:.1f} min. {machine}.",
+        f"Wall time of the run: {report.minutes:.1f} min. {machine}. {report.load}",
         "\n".join(engines),
         NOISE_NOTE,
         "Each engine runs on a PostgreSQL 18 of its own (its library preloaded), loaded with the "
