@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import hook_results  # noqa: F401  (first: run_dbt returns no result for the package's hook)
 import psycopg
 import pytest
 import yaml

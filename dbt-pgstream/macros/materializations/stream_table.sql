@@ -75,7 +75,13 @@
       {%- set action = 'unchanged' -%}
       {%- set message = 'unchanged (deployed by a concurrent run)' -%}
     {%- endif -%}
-    {%- do store_raw_result(name='main', message=message,
+    {#- a replace that leaves stream tables reading the dropped relation: warned in the log and
+        in the model's adapter response (run_results.json), below -#}
+    {%- set readers_left = dbt_pgstream._pgstream_readers_left_warning(target_relation,
+        state.dependent_stream_tables)
+        if action == 'replaced' and state.dependent_stream_tables else none -%}
+    {%- do store_raw_result(name='main',
+                            message=message ~ ('; ' ~ readers_left.response if readers_left else ''),
                             code=dbt_pgstream._pgstream_result_code(action), rows_affected=-1) -%}
   {%- else -%}
     {%- call noop_statement('main', message=message,
@@ -112,9 +118,8 @@
            ~ dropped | join(', ') ~ '; their models create them again when they run',
            info=True) }}
   {%- endif %}
-  {%- if action == 'replaced' and state.dependent_stream_tables -%}
-    {%- do dbt_pgstream._pgstream_warn_readers_left(target_relation,
-                                                    state.dependent_stream_tables) -%}
+  {%- if readers_left is defined and readers_left -%}
+    {%- do exceptions.warn(readers_left.warning) -%}
   {%- endif %}
   {#-- refresh_on_run: a stream table left in place (unchanged / altered) is refreshed now, so
        what runs after this model (tests, downstream models) sees fresh data --#}

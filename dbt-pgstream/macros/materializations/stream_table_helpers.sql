@@ -91,12 +91,14 @@
 {%- endmacro %}
 
 
-{#- Private: after a replace of `relation`, one warning naming the stream tables that read it
+{#- Private: after a replace of `relation`, the warning about the stream tables that read it
     (`readers`: [[schema, name], ...]) and that this invocation does not rebuild (their model is
     not selected, or not in the project): pg_trickle dropped them with it, the other engines left
     them reading a dropped relation, which they cannot refresh; and the command that rebuilds
-    them. Nothing when every reader's model runs later in this invocation. -#}
-{% macro _pgstream_warn_readers_left(relation, readers) %}
+    them. Returns none when every reader's model runs later in this invocation, else a dict:
+    warning (the full text, for the log) and response (a shorter one the materialization appends
+    to the model's adapter response message, so run_results.json carries it too). -#}
+{% macro _pgstream_readers_left_warning(relation, readers) %}
   {%- set e = dbt_pgstream._pgstream_engine() -%}
   {%- set selected = selected_resources if selected_resources is defined else [] -%}
   {%- set by_relation = {} -%}
@@ -114,12 +116,16 @@
       {%- if node is not none -%}{%- do models.append(node.name ~ '+') -%}{%- endif -%}
     {%- endif -%}
   {%- endfor -%}
-  {%- if left -%}
-    {%- do exceptions.warn('dbt_pgstream: ' ~ model.name ~ ' (' ~ relation.schema ~ '.'
+  {%- if not left -%}{{ return(none) }}{%- endif -%}
+  {%- set fate = 'were dropped with it' if e.drop_needs_cascade
+                 else 'now read a dropped relation' -%}
+  {%- set command = 'dbt run --select ' ~ models | join(' ') if models else 'dbt run' -%}
+  {{ return({
+      'warning': 'dbt_pgstream: ' ~ model.name ~ ' (' ~ relation.schema ~ '.'
         ~ relation.identifier ~ ') was replaced; ' ~ left | length ~ ' stream table(s) reading '
-        ~ 'it are not rebuilt by this run and ' ~ ('were dropped with it: '
-        if e.drop_needs_cascade else 'now read a dropped relation, so they cannot be refreshed: ')
-        ~ left | join(', ') ~ '. Rebuild them: '
-        ~ ('dbt run --select ' ~ models | join(' ') if models else 'dbt run') ~ '.') -%}
-  {%- endif -%}
+        ~ 'it are not rebuilt by this run and ' ~ (fate ~ ': ' if e.drop_needs_cascade else
+        fate ~ ', so they cannot be refreshed: ') ~ left | join(', ') ~ '. Rebuild them: '
+        ~ command ~ '.',
+      'response': 'WARNING: ' ~ left | length ~ ' stream table(s) reading it ' ~ fate ~ ' ('
+        ~ left | join(', ') ~ '); rebuild them: ' ~ command}) }}
 {% endmacro %}
