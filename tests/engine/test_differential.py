@@ -58,16 +58,20 @@ STREAM_TABLES = [
             "JOIN t2 y ON y.k = t1.a JOIN t1 z ON z.k = x.k AND z.id <= 3"),
     ("ij5", "SELECT t1.id, w.name FROM t1, t2 w, t2 v, t1 u, t2 s WHERE w.k = t1.k "
             "AND v.k = t1.a AND u.id = t1.k AND s.k = u.a"),
+    # UNION ALL: a table in several branches, a join branch, rows in common (multiplicity)
+    ("uni3", "SELECT k, a, b FROM t1 WHERE a > 2 UNION ALL SELECT t1.k, t2.k, t2.name "
+             "FROM t1 JOIN t2 USING (k) UNION ALL SELECT k, a, b FROM t1"),
+    ("uni_d", "SELECT k FROM t1 UNION SELECT k FROM t2"),
 ]
 
 # The path each table's DIFFERENTIAL refreshes take.
 PATHS = {
     "filt": "LINEAR", "agg": "AGG", "ij": "LINEAR", "lj": "RECOMPUTE", "dist": "AGG",
-    "uni": "RECOMPUTE", "dup": "LINEAR", "cnt": "AGG", "on_st": "LINEAR",
+    "uni": "LINEAR", "dup": "LINEAR", "cnt": "AGG", "on_st": "LINEAR",
     "on_st2": "AGG", "proj": "LINEAR", "ij_self": "LINEAR", "ij_comma": "LINEAR",
     "agg_join": "AGG", "agg_lj": "KEYED", "agg_expr": "KEYED", "agg_having": "RECOMPUTE",
     "agg_num": "AGG", "agg_join2": "AGG", "one_grp": "AGG", "one_join": "AGG",
-    "dist_join": "AGG", "ij4": "LINEAR", "ij5": "LINEAR",
+    "dist_join": "AGG", "ij4": "LINEAR", "ij5": "LINEAR", "uni3": "LINEAR", "uni_d": "RECOMPUTE",
 }
 
 small = st.integers(min_value=0, max_value=4)

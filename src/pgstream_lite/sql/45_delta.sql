@@ -244,6 +244,51 @@ BEGIN
 END;
 $$;
 
+-- The branches of a query that is a UNION ALL of SELECTs (no UNION, INTERSECT, EXCEPT, no
+-- parenthesised branch): jsonb [{pos, len}] locating each branch's text; NULL otherwise.
+CREATE OR REPLACE FUNCTION pgstream_lite.union_all_branches(p_body text)
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    t record;
+    v_start integer := NULL;
+    v_prev_end integer := 0;
+    v_after_union boolean := false;
+    r jsonb := '[]';
+BEGIN
+    FOR t IN SELECT * FROM pgstream_lite.top_level_tokens(p_body) x ORDER BY x.pos LOOP
+        IF v_after_union THEN
+            IF NOT (t.kind = 'w' AND t.tok = 'ALL') THEN
+                RETURN NULL;  -- UNION (DISTINCT)
+            END IF;
+            v_after_union := false;
+            v_start := NULL;
+            CONTINUE;
+        END IF;
+        IF t.kind = 'w' AND t.tok IN ('INTERSECT', 'EXCEPT') THEN
+            RETURN NULL;
+        ELSIF t.kind = 'w' AND t.tok = 'UNION' THEN
+            IF v_start IS NULL THEN
+                RETURN NULL;
+            END IF;
+            r := r || jsonb_build_object('pos', v_start, 'len', v_prev_end - v_start + 1);
+            v_after_union := true;
+        ELSE
+            IF v_start IS NULL THEN
+                IF NOT (t.kind = 'w' AND t.tok = 'SELECT') THEN
+                    RETURN NULL;
+                END IF;
+                v_start := t.pos;
+            END IF;
+            v_prev_end := t.pos + t.len - 1;
+        END IF;
+    END LOOP;
+    IF jsonb_array_length(r) = 0 OR v_start IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN r || jsonb_build_object('pos', v_start, 'len', v_prev_end - v_start + 1);
+END;
+$$;
+
 -- The refresh plan of a DIFFERENTIAL stream table: jsonb {path, reason, items, keys, key_types}
 -- (see the top of this file). Evaluated in the table's search_path (the caller sets it), by
 -- reading the defining query's parse tree through a temporary probe view.
@@ -266,12 +311,58 @@ DECLARE
     v_agg jsonb;
     v_why text;
     v_cols jsonb;
+    v_union jsonb;
+    v_b jsonb;
+    v_bf jsonb;
+    k integer;
 BEGIN
     SELECT * INTO m FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
     SELECT s.pgs_relid INTO v_relid FROM pgstream.pgs_stream_tables s WHERE s.pgs_id = p_pgs_id;
-    fi := pgstream_lite.from_items(m.body);
-    IF NOT (fi->>'ok')::boolean THEN
-        RETURN jsonb_build_object('path', 'RECOMPUTE', 'reason', fi->>'reason');
+    v_union := pgstream_lite.union_all_branches(m.body);
+    IF v_union IS NOT NULL THEN
+        -- UNION ALL: each branch must be a LINEAR query of its own
+        fi := jsonb_build_object('ok', true, 'items', '[]'::jsonb);
+        FOR k IN 0 .. jsonb_array_length(v_union) - 1 LOOP
+            v_b := pgstream_lite.from_items(substr(m.body, (v_union->k->>'pos')::integer,
+                                                   (v_union->k->>'len')::integer));
+            IF (v_b->>'ok')::boolean THEN
+                EXECUTE format('DROP VIEW IF EXISTS pg_temp.%I', v_probe);
+                -- (columns renamed: a branch's names need not be unique)
+                EXECUTE format(E'CREATE TEMPORARY VIEW %I (%s) AS\n%s\n', v_probe,
+                               (SELECT string_agg('c' || g, ', ')
+                                  FROM generate_series(1, cardinality(m.columns)) g),
+                               substr(m.body, (v_union->k->>'pos')::integer,
+                                      (v_union->k->>'len')::integer));
+                v_bf := pgstream_lite.query_fields(format('pg_temp.%I', v_probe)::regclass);
+                EXECUTE format('DROP VIEW pg_temp.%I', v_probe);
+                IF v_bf->>'hasAggs' = 'true' OR v_bf->>'hasWindowFuncs' = 'true'
+                   OR v_bf->>'hasSubLinks' = 'true'
+                   OR coalesce(v_bf->>'groupClause', '<>') <> '<>'
+                   OR coalesce(v_bf->>'distinctClause', '<>') <> '<>'
+                   OR coalesce(v_bf->>'cteList', '<>') <> '<>'
+                   OR coalesce(v_bf->>'limitCount', '<>') <> '<>'
+                   OR coalesce(v_bf->>'limitOffset', '<>') <> '<>' THEN
+                    v_b := jsonb_build_object('ok', false, 'reason',
+                        'not a scan, filter, projection or inner join');
+                ELSIF EXISTS (SELECT 1 FROM jsonb_array_elements(v_b->'items') x
+                               WHERE (x->>'left_join')::boolean) THEN
+                    v_b := jsonb_build_object('ok', false, 'reason', 'a LEFT JOIN');
+                ELSIF jsonb_array_length(v_b->'items') > 5 THEN
+                    v_b := jsonb_build_object('ok', false, 'reason', 'joins more than 5 tables');
+                END IF;
+            END IF;
+            IF NOT (v_b->>'ok')::boolean THEN
+                RETURN jsonb_build_object('path', 'RECOMPUTE', 'reason',
+                    format('UNION ALL branch %s: %s', k + 1, v_b->>'reason'));
+            END IF;
+            v_union := jsonb_set(v_union, ARRAY[k::text, 'items'], v_b->'items');
+            fi := jsonb_set(fi, '{items}', (fi->'items') || (v_b->'items'));
+        END LOOP;
+    ELSE
+        fi := pgstream_lite.from_items(m.body);
+        IF NOT (fi->>'ok')::boolean THEN
+            RETURN jsonb_build_object('path', 'RECOMPUTE', 'reason', fi->>'reason');
+        END IF;
     END IF;
     EXECUTE format('DROP VIEW IF EXISTS pg_temp.%I', v_probe);
     EXECUTE format(E'CREATE TEMPORARY VIEW %I AS\n%s\n', v_probe, m.body);
@@ -297,7 +388,7 @@ BEGIN
         RETURN jsonb_build_object('path', 'RECOMPUTE', 'reason', 'a subquery expression');
     ELSIF f->>'hasWindowFuncs' = 'true' THEN
         RETURN jsonb_build_object('path', 'RECOMPUTE', 'reason', 'a window function');
-    ELSIF coalesce(f->>'setOperations', '<>') <> '<>' THEN
+    ELSIF coalesce(f->>'setOperations', '<>') <> '<>' AND v_union IS NULL THEN
         RETURN jsonb_build_object('path', 'RECOMPUTE', 'reason', 'a set operation');
     ELSIF f->>'hasDistinctOn' = 'true' THEN
         RETURN jsonb_build_object('path', 'RECOMPUTE', 'reason', 'DISTINCT ON');
@@ -308,7 +399,7 @@ BEGIN
     ELSIF v_src IS DISTINCT FROM v_items THEN
         RETURN jsonb_build_object('path', 'RECOMPUTE', 'reason',
                                   'reads a table outside its FROM clause');
-    ELSIF n_items > 5 THEN
+    ELSIF n_items > 5 AND v_union IS NULL THEN
         -- inclusion-exclusion: up to 3^n - 1 branches when every table changed
         RETURN jsonb_build_object('path', 'RECOMPUTE', 'reason', 'joins more than 5 tables');
     END IF;
@@ -371,7 +462,12 @@ BEGIN
                                              'changed rows'
                        ELSE format('inner join of %s tables: delta of each side joined with the '
                                    'others (inclusion-exclusion)', n_items) END,
-        'items', fi->'items', 'cols', v_cols);
+        'items', fi->'items', 'cols', v_cols)
+        || CASE WHEN v_union IS NULL THEN '{}'::jsonb ELSE jsonb_build_object(
+               'union', v_union,
+               'reason', format('UNION ALL of %s branches: the delta of each branch (scan, '
+                                'filter, projection or inner join), counted with multiplicity',
+                                jsonb_array_length(v_union))) END;
 END;
 $$;
 
@@ -529,6 +625,10 @@ DECLARE
     v_flag text;
     v_used text[];
     guards text[];
+    ub record;
+    u_body text;
+    u_items jsonb;
+    u_cols text;
 BEGIN
     SELECT * INTO m FROM pgstream_lite.st_meta s WHERE s.pgs_id = p_pgs_id;
     SELECT array_agg(DISTINCT (v->>'relid')::oid) INTO relids FROM jsonb_array_elements(items) v;
@@ -547,6 +647,15 @@ BEGIN
            string_agg(format('%I', c), ', ' ORDER BY o)
       INTO q_cols, b_cols, z_cols, v_cols
       FROM unnest(m.columns) WITH ORDINALITY AS u(c, o);
+    IF p_plan ? 'union' THEN
+        -- the stored column types: every branch's delta is cast to them (as UNION ALL does)
+        SELECT string_agg(format('__pgs_q.%I::%s', a.attname, format_type(a.atttypid,
+                                                                          a.atttypmod)),
+                          ', ' ORDER BY u.o)
+          INTO u_cols
+          FROM unnest(m.columns) WITH ORDINALITY AS u(c, o)
+          JOIN pg_attribute a ON a.attrelid = p_storage::regclass AND a.attname = u.c;
+    END IF;
     <<attempt>>
     LOOP
     v_attempt := v_attempt + 1;
@@ -577,35 +686,49 @@ BEGIN
         END IF;
     END LOOP;
     branches := '{}';
-    -- every assignment of {current, +images, -images} to the items but all-current
-    <<branch>>
-    FOR mask IN 1 .. (3 ^ n)::integer - 1 LOOP
-        states := '{}'; repl := '{}'; gates := '{}';
-        x := mask; v_size := 0; v_sign := 1;
-        FOR k IN 1 .. n LOOP
-            states[k] := x % 3;
-            x := x / 3;
-            IF states[k] = 1 THEN
-                repl[k] := '__pgs_p' || rel_idx[k];
-            ELSIF states[k] = 2 THEN
-                repl[k] := '__pgs_m' || rel_idx[k];
+    -- UNION ALL: the delta is the union of each branch's delta (the branch's columns renamed
+    -- and cast to the stored ones); else one branch, the whole query
+    FOR ub IN SELECT * FROM jsonb_array_elements(coalesce(
+                 p_plan->'union', jsonb_build_array(jsonb_build_object('items', items))))
+                 WITH ORDINALITY AS x(b, o) LOOP
+        u_body := CASE WHEN ub.b ? 'pos' THEN substr(m.body, (ub.b->>'pos')::integer,
+                                                      (ub.b->>'len')::integer) ELSE m.body END;
+        u_items := ub.b->'items';
+        n := jsonb_array_length(u_items);
+        SELECT array_agg(array_position(relids, (v->>'relid')::oid) ORDER BY o) INTO rel_idx
+          FROM jsonb_array_elements(u_items) WITH ORDINALITY AS y(v, o);
+        -- every assignment of {current, +images, -images} to the items but all-current
+        <<branch>>
+        FOR mask IN 1 .. (3 ^ n)::integer - 1 LOOP
+            states := '{}'; repl := '{}'; gates := '{}';
+            x := mask; v_size := 0; v_sign := 1;
+            FOR k IN 1 .. n LOOP
+                states[k] := x % 3;
+                x := x / 3;
+                IF states[k] = 1 THEN
+                    repl[k] := '__pgs_p' || rel_idx[k];
+                ELSIF states[k] = 2 THEN
+                    repl[k] := '__pgs_m' || rel_idx[k];
+                    v_sign := -v_sign;
+                END IF;
+                IF states[k] > 0 AND NOT nonempty[2 * rel_idx[k] - 2 + states[k]] THEN
+                    CONTINUE branch;
+                END IF;
+                IF states[k] > 0 THEN
+                    v_size := v_size + 1;
+                    gates := gates || format('EXISTS (SELECT 1 FROM %s)', repl[k]);
+                END IF;
+            END LOOP;
+            IF v_size % 2 = 0 THEN
                 v_sign := -v_sign;
             END IF;
-            IF states[k] > 0 AND NOT nonempty[2 * rel_idx[k] - 2 + states[k]] THEN
-                CONTINUE branch;
-            END IF;
-            IF states[k] > 0 THEN
-                v_size := v_size + 1;
-                gates := gates || format('EXISTS (SELECT 1 FROM %s)', repl[k]);
-            END IF;
+            branches := branches || format(
+                E'SELECT %s, %s AS __pgs_sign FROM (\n%s\n) __pgs_q%s WHERE %s',
+                CASE WHEN p_plan ? 'union' THEN u_cols ELSE q_cols END, v_sign,
+                pgstream_lite.subst_items(u_body, u_items, repl),
+                CASE WHEN p_plan ? 'union' THEN '(' || v_cols || ')' ELSE '' END,
+                array_to_string(gates, ' AND '));
         END LOOP;
-        IF v_size % 2 = 0 THEN
-            v_sign := -v_sign;
-        END IF;
-        branches := branches || format(
-            E'SELECT %s, %s AS __pgs_sign FROM (\n%s\n) __pgs_q WHERE %s',
-            q_cols, v_sign, pgstream_lite.subst_items(m.body, items, repl),
-            array_to_string(gates, ' AND '));
     END LOOP;
     IF cardinality(branches) = 0 THEN
         branches := ARRAY[format(E'SELECT %s, 0 AS __pgs_sign FROM (\n%s\n) __pgs_q WHERE false',
