@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from dbt.tests.util import run_dbt, run_dbt_and_capture
-from pgs_util import RAW_ORDERS_CSV, message
+from pgs_util import RAW_ORDERS_CSV, SeededProject, message, order_totals
 from refreshes import refresh_marks
 from test_faults import ScheduledProject, engine_scheduler
 
@@ -291,6 +291,54 @@ class TestDroppedUpstream(ScheduledProject):
         run_dbt(["run", "--select", "stg_sales+"])
         run_dbt(["run-operation", "refresh_all_stream_tables"])
         assert differences(pg, streams) == {name: 0 for name in COLUMNS}
+
+
+# the hook's one catalog query, told by the name of its column
+HOOK_QUERY = "AS dbt_pgstream_broken_stream_tables"
+
+
+class TestHookCost(SeededProject):
+    """The on-run-end hook queries the catalog only when the run rebuilt a relation upstream of
+    a stream_table model it did not deploy afterwards: once then, never otherwise."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def models(cls):
+        return {
+            "stg_orders.sql": "{{ config(materialized='table') }}\n"
+                              "SELECT * FROM {{ ref('raw_orders') }}",
+            "stg_totals.sql": "{{ config(materialized='stream_table') }}\n"
+                              "SELECT customer_id, COUNT(*) AS n FROM {{ ref('stg_orders') }}"
+                              " GROUP BY customer_id",
+            "order_totals.sql": order_totals(),
+        }
+
+    def hook_queries(self, pg, args: list[str]) -> tuple[int, str]:
+        """(how many times the hook's query ran, the logs) for one dbt invocation."""
+        pg.execute("SELECT pg_stat_statements_reset()")
+        _, logs = run_dbt_and_capture(args)
+        calls = pg.value("SELECT COALESCE(sum(calls), 0) FROM pg_stat_statements"
+                         f" WHERE query LIKE '%%{HOOK_QUERY}%%'")
+        return int(calls), logs
+
+    def test_queries_only_when_needed(self, project, pg):
+        s = pg.schema
+        quiet = (["run"], ["run"], ["seed"], ["run", "--select", "order_totals"],
+                 ["run", "--select", "stg_orders+"], ["test"])
+        for args in quiet:
+            calls, logs = self.hook_queries(pg, args)
+            assert (calls, "this run dropped" in logs) == (0, False), args
+        calls, logs = self.hook_queries(pg, ["seed", "--full-refresh"])
+        assert calls == 1
+        assert parse_warning(one_line(logs, "this run dropped and rebuilt raw_orders (seed)")) == (
+            ["order_totals"], [], {"order_totals+"})
+        calls, logs = self.hook_queries(pg, ["run", "--select", "stg_orders"])
+        assert calls == 1
+        now, before, _ = parse_warning(one_line(logs, "rebuilt stg_orders (table)"))
+        assert (now, before) == (["stg_totals"], ["order_totals"])
+        assert f"stg_totals ({s}.stg_totals)" in logs
+        calls, logs = self.hook_queries(pg, ["run"])  # every reader deployed after its source
+        assert (calls, "this run dropped" in logs) == (0, False)
 
 
 def run_results_json(project) -> dict:

@@ -119,7 +119,7 @@
         FROM {{ e.stream_tables }} AS st
     )
     SELECT COALESCE(json_agg(row_to_json(rows) ORDER BY rows.depth, rows.schema, rows.name),
-                    '[]')::text
+                    '[]')::text AS dbt_pgstream_broken_stream_tables
     FROM rows WHERE rows.problem IS NOT NULL
   {%- endcall -%}
   {%- set found = fromjson(load_result('pgstream_broken').table.rows[0][0]) -%}
