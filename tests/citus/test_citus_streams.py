@@ -270,3 +270,49 @@ def test_writes_during_refreshes_never_fail_and_nothing_is_lost(
     for name in QUERIES:
         cconn.execute("SELECT pgstream.refresh_stream_table(%s)", (name,))
         assert _difference(cconn, name) == 0, name
+
+
+def test_capture_follows_a_shard_split(cconn: psycopg.Connection) -> None:
+    """Splitting a shard splits its co-located buffer and storage shards too; writes to the new
+    shards (which the capture function's static branches do not name) are still captured."""
+    cconn.execute("CREATE TABLE sp (id int, k int, PRIMARY KEY (k, id))")
+    cconn.execute("SELECT create_distributed_table('sp', 'k', colocate_with => 'none', "
+                  "shard_count => 4)")
+    cconn.execute("INSERT INTO sp SELECT g, g % 9 FROM generate_series(1, 90) g")
+    cconn.execute("SELECT pgstream.create_stream_table('sp_v', 'SELECT k, count(*) AS n "
+                  "FROM sp GROUP BY k', '1m', 'DIFFERENTIAL')")
+    shard = cconn.execute("SELECT get_shard_id_for_distribution_column('sp', 1)").fetchone()[0]
+    cconn.execute(
+        "SELECT citus_split_shard_by_split_points(%s, ARRAY[(SELECT ((shardminvalue::bigint + "
+        "shardmaxvalue::bigint) / 2)::text FROM pg_dist_shard WHERE shardid = %s)], "
+        "ARRAY(SELECT nodeid FROM pg_dist_node WHERE groupid <> 0 ORDER BY groupid), "
+        "'block_writes')", (shard, shard))
+    assert cconn.execute("SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'sp_v'::regclass"
+                         ).fetchone() == (5,)
+    # the split shard stays on its worker, with its triggers, until Citus's deferred cleanup
+    # (citus.defer_shard_delete_interval): until then drop_stream_table cannot drop the capture
+    # function (docs/citus.md, not done)
+    cconn.execute("CALL citus_cleanup_orphaned_resources()")
+    cconn.execute("INSERT INTO sp SELECT g, g % 9 FROM generate_series(100, 190) g")
+    cconn.execute("UPDATE sp SET id = id + 1000 WHERE k IN (1, 2)")
+    cconn.execute("DELETE FROM sp WHERE k = 3")
+    cconn.execute("SELECT pgstream.refresh_stream_table('sp_v')")
+    assert cconn.execute(
+        "SELECT count(*) FROM ((SELECT k, count(*) AS n FROM sp GROUP BY k) "
+        "EXCEPT ALL SELECT k, n FROM sp_v) d").fetchone() == (0,)
+    assert cconn.execute("SELECT count(*) FROM sp_v").fetchone() == (8,)
+
+
+def test_a_truncate_of_the_source_is_captured(cconn: psycopg.Connection) -> None:
+    _source(cconn, rows=300)
+    _create(cconn)
+    cconn.execute("TRUNCATE src")
+    cconn.execute("INSERT INTO src VALUES (1, 1, 7, 'after')")
+    for name in QUERIES:
+        cconn.execute("SELECT pgstream.refresh_stream_table(%s)", (name,))
+        assert _difference(cconn, name) == 0, name
+    cconn.execute("TRUNCATE src")
+    for name in QUERIES:
+        cconn.execute("SELECT pgstream.refresh_stream_table(%s)", (name,))
+        assert _difference(cconn, name) == 0, name
+        assert cconn.execute(f"SELECT count(*) FROM {name}").fetchone() == (0,), name

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import psycopg
 
 from pgstream_lite.citus_cluster import CitusCluster
@@ -40,8 +44,11 @@ def test_a_distributed_table_has_its_rows_on_both_workers(cconn: psycopg.Connect
     assert sum(per_node.values()) == 1000
 
 
-def test_a_restart_keeps_ports_and_membership(tmp_path) -> None:
-    cluster = CitusCluster(tmp_path / "c", workers=1)
+def test_a_restart_keeps_ports_and_membership() -> None:
+    # not pytest's tmp_path: concurrent pytest sessions reset its root to mode 0700, which the
+    # servers' unprivileged user then cannot traverse
+    root = Path(tempfile.mkdtemp(prefix="pgstream-citus-restart-"))
+    cluster = CitusCluster(root / "c", workers=1)
     try:
         first = cluster.start()
         ports = [n.port for n in cluster.status()]
@@ -54,3 +61,4 @@ def test_a_restart_keeps_ports_and_membership(tmp_path) -> None:
                                 ).fetchone() == (1,)
     finally:
         cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)

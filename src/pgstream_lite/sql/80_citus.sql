@@ -101,6 +101,10 @@ DECLARE
     v_qsrc text := (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
                       JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_relid);
     v_ids text;
+    v_static text;
+    v_literal text;
+    v_type text := (pgstream_lite.citus_dist_column(p_relid)).col_type;
+    v_candidate text;
 BEGIN
     -- FULL-mode stream tables consume no changes: none are written for them (citus_plan sends a
     -- table altered to DIFFERENTIAL since through a recompute that writes this function again)
@@ -112,12 +116,44 @@ BEGIN
                'captured', x.pgs_id = ANY (('{' || v_ids || '}')::bigint[]))
      WHERE x.pgs_id IN (SELECT d.pgs_id FROM pgstream.pgs_dependencies d
                          WHERE d.source_relid = p_relid);
+    -- One branch of static SQL per source shard (its name is TG_TABLE_NAME on the worker) and
+    -- its co-located buffer shard: plans are cached per session, no metadata lookup, no dynamic
+    -- SQL. A shard made after this function was written (a split) takes the dynamic path below.
+    EXECUTE format(
+        'SELECT string_agg(format(%L, n.p[cardinality(n.p)], '
+        'shard_name(%L::regclass, b.shardid)), E''\n'' ORDER BY s.shardid) '
+        'FROM pg_dist_shard s CROSS JOIN LATERAL (SELECT parse_ident(shard_name(%L::regclass, '
+        's.shardid)) AS p) n JOIN pg_dist_shard b ON b.logicalrelid = %L::regclass '
+        'AND b.shardminvalue = s.shardminvalue WHERE s.logicalrelid = %L::regclass',
+        format(E'    WHEN %%L THEN\n'
+               '        IF TG_OP = ''INSERT'' THEN\n'
+               '            INSERT INTO %%2$s (k, pgs_id, op) SELECT DISTINCT r.%1$I, i, ''I'' '
+               'FROM __pgs_new r, unnest(%2$L::bigint[]) i;\n'
+               '        ELSIF TG_OP = ''UPDATE'' THEN\n'
+               '            INSERT INTO %%2$s (k, pgs_id, op) SELECT DISTINCT r.k, i, ''U'' FROM '
+               '(SELECT %1$I AS k FROM __pgs_old UNION SELECT %1$I FROM __pgs_new) r, '
+               'unnest(%2$L::bigint[]) i;\n'
+               '        ELSIF TG_OP = ''DELETE'' THEN\n'
+               '            INSERT INTO %%2$s (k, pgs_id, op) SELECT DISTINCT r.%1$I, i, ''D'' '
+               'FROM __pgs_old r, unnest(%2$L::bigint[]) i;\n'
+               '        ELSE\n'
+               '            INSERT INTO %%2$s (pgs_id, op) SELECT i, ''T'' '
+               'FROM unnest(%2$L::bigint[]) i;\n'
+               '        END IF;\n'
+               '        RETURN NULL;',
+               v_key, '{' || v_ids || '}'),
+        format('%I.%I', v_schema, v_buf), v_qsrc, format('%I.%I', v_schema, v_buf), v_qsrc)
+        INTO v_static;
     EXECUTE format($f$
 CREATE OR REPLACE FUNCTION pgstream_lite.%1$I() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
 DECLARE
     v_shard text;
 BEGIN
+    CASE TG_TABLE_NAME
+%8$s
+    ELSE NULL;
+    END CASE;
     SELECT format('%%I.%%I', %2$L, %3$L || '_' || b.shardid) INTO v_shard
       FROM pg_dist_shard s
       JOIN pg_dist_shard b ON b.logicalrelid = to_regclass(%4$L)
@@ -144,7 +180,37 @@ BEGIN
     RETURN NULL;
 END;
 $body$ $f$, v_fn, v_schema, v_buf, format('%I.%I', v_schema, v_buf), v_qsrc,
-        '{' || v_ids || '}', v_key);
+        '{' || v_ids || '}', v_key, coalesce(v_static, ''));
+    -- TRUNCATE: Citus fires TRUNCATE triggers on the coordinator's shell only (it does not put
+    -- them on the shards; a shard split copies them onto the new shards, where this does
+    -- nothing). The shell's trigger records it through Citus, inside the TRUNCATE's
+    -- transaction: one 'T' row per consumer, under any valid key (a buffer row needs one).
+    FOREACH v_candidate IN ARRAY ARRAY['0', '', '00000000-0000-0000-0000-000000000000',
+                                       '2000-01-01', 'f'] LOOP
+        BEGIN
+            EXECUTE format('SELECT %L::%s', v_candidate, v_type);
+            v_literal := v_candidate;
+            EXIT;
+        EXCEPTION WHEN others THEN
+            NULL;
+        END;
+    END LOOP;
+    IF v_literal IS NULL THEN
+        RAISE EXCEPTION 'unsupported operator for Citus: cannot record a TRUNCATE of % (no '
+                        'literal of its distribution column type %)', v_qsrc, v_type;
+    END IF;
+    EXECUTE format($f$
+CREATE OR REPLACE FUNCTION pgstream_lite.%1$I() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+BEGIN
+    IF format('%%I.%%I', TG_TABLE_SCHEMA, TG_TABLE_NAME) = %2$L
+       AND to_regclass(%3$L) IS NOT NULL THEN
+        INSERT INTO %3$s (k, pgs_id, op) SELECT %4$L::%5$s, i, 'T' FROM unnest(%6$L::bigint[]) i;
+    END IF;
+    RETURN NULL;
+END;
+$body$ $f$, 'cdc_truncate_' || p_relid, v_qsrc, format('%I.%I', v_schema, v_buf), v_literal,
+        v_type, '{' || v_ids || '}');
     RETURN v_fn;
 END;
 $fn$;
@@ -217,9 +283,11 @@ BEGIN
         EXECUTE format('CREATE TRIGGER __pgs_cdc_delete AFTER DELETE ON %s REFERENCING OLD TABLE '
                        'AS __pgs_old FOR EACH STATEMENT EXECUTE FUNCTION pgstream_lite.%I()',
                        p_relid::regclass, v_fn);
+        -- its own function, which release_capture (30_change_capture.sql) does not drop: after a
+        -- shard split the new shards keep a copy of this trigger, which Citus does not drop
         EXECUTE format('CREATE TRIGGER __pgs_cdc_truncate AFTER TRUNCATE ON %s '
                        'FOR EACH STATEMENT EXECUTE FUNCTION pgstream_lite.%I()',
-                       p_relid::regclass, v_fn);
+                       p_relid::regclass, 'cdc_truncate_' || p_relid);
         PERFORM set_config('citus.enable_unsafe_triggers', v_unsafe, true);
     END IF;
     RETURN true;
