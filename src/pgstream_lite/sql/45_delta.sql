@@ -1282,13 +1282,37 @@ DECLARE
     v_sql text;
     spa text;
     v_single boolean := false;
+    v_prev text := p_prev;
 BEGIN
     SELECT * INTO m FROM pgstream_lite.st_meta s WHERE s.pgs_id = p_pgs_id;
-    IF nk = 0 THEN
+    IF m.dvm_state_ok AND p_plan->>'sql_storage' = p_storage THEN
+        -- the statement built by an earlier refresh (one table: it depends only on the
+        -- frontier, its parameter); the plan (st_meta.dvm) and it are dropped together
+        EXECUTE p_plan->>'sql' INTO ins, del, snap, v_flag USING p_prev;
+    ELSE
+        v_flag := 'build';
+    END IF;
+    IF v_flag IS DISTINCT FROM 'build' THEN
+        truncated := v_flag IS NOT DISTINCT FROM 'T';
+        rebuilt := false;
+        IF v_flag = 'K' THEN
+            -- NaN/Infinity in a numeric delta: rebuild (a full recompute)
+            UPDATE pgstream_lite.st_meta s SET dvm_state_ok = false WHERE s.pgs_id = p_pgs_id;
+            SELECT * INTO ins, del, snap, truncated, rebuilt
+              FROM pgstream_lite.refresh_agg(p_pgs_id, p_storage, p_plan, p_prev);
+        END IF;
+        RETURN;
+    END IF;
+    IF nk = 0 OR coalesce((p_plan->>'single')::boolean, false) THEN
         -- no GROUP BY: one group, of a constant key
         v_single := true;
-        p_plan := jsonb_set(p_plan, '{keys}', '[{"expr": "0", "type": "integer"}]');
+        p_plan := jsonb_set(p_plan, '{keys}', '[{"expr": "0", "type": "integer"}]')
+                  || '{"single": true}';
         nk := 1;
+    END IF;
+    IF n = 1 THEN
+        -- built once with the frontier as parameter $1 (see the cache above)
+        v_prev := '__pgs_prev__';
     END IF;
     -- the query before aggregation: keys and aggregate arguments of each source row
     prefix := 'SELECT ' || (SELECT string_agg(format('(%s) AS __pgs_k%s', e->>'expr', o), ', '
@@ -1427,7 +1451,7 @@ BEGIN
       FROM jsonb_array_elements(items) WITH ORDINALITY AS u(v, o);
     IF n = 1 THEN
         ctes := format(E'__pgs_pm1 AS (%s),\n', pgstream_lite.delta_images_sql(
-                           relids[1], p_prev, '±', p_plan->'cols'->(relids[1]::text), true));
+                           relids[1], v_prev, '±', p_plan->'cols'->(relids[1]::text), true));
     ELSE
         FOR k IN 1 .. cardinality(relids) LOOP
             ctes := ctes || format(
@@ -1572,7 +1596,7 @@ BEGIN
         (SELECT string_agg(format('b.__pgs_k%s', o), ', ') FROM generate_series(1, nk) o),
         dg_aggs,
         (SELECT string_agg(format('b.__pgs_k%s', o), ', ') FROM generate_series(1, nk) o),
-        pgstream_lite.truncated_sql(relids, p_prev),
+        pgstream_lite.truncated_sql(relids, v_prev),
         coalesce(nullif(array_to_string(guards, ' OR '), ''), 'false'),
         v_state,
         (SELECT string_agg(format('__pgs_dd.__pgs_k%s', o), ', ') FROM generate_series(1, nk) o),
@@ -1591,7 +1615,17 @@ BEGIN
     IF current_setting('pgstream_lite.debug', true) = 'on' THEN
         RAISE NOTICE 'pgstream-lite AGG refresh: %', v_sql;
     END IF;
-    EXECUTE v_sql INTO ins, del, snap, v_flag;
+    IF n = 1 THEN
+        v_sql := replace(v_sql, quote_literal(v_prev), '$1::pg_snapshot');
+        BEGIN
+            UPDATE pgstream_lite.st_meta s
+               SET dvm = s.dvm || jsonb_build_object('sql', v_sql, 'sql_storage', p_storage)
+             WHERE s.pgs_id = p_pgs_id AND s.dvm IS NOT NULL;
+        EXCEPTION WHEN insufficient_privilege THEN
+            NULL;  -- not cached: built again next time
+        END;
+    END IF;
+    EXECUTE v_sql INTO ins, del, snap, v_flag USING p_prev;
     EXIT attempt WHEN v_flag IS DISTINCT FROM 'R';
     END LOOP;
     truncated := v_flag IS NOT DISTINCT FROM 'T';
