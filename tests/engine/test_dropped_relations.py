@@ -366,3 +366,21 @@ def test_without_the_trigger_reads_refreshes_and_the_scheduler_say_the_same(plai
     create(db, "down2", "SELECT id FROM up2", "1h")
     db.execute("SELECT pgstream.drop_stream_table('up2')")
     assert catalog(db)["public.down2"] == ("ERROR", True, 0)
+
+
+def test_a_row_held_by_a_refresh_is_not_waited_for(db, fresh_dsn):
+    """A DROP while a refresh holds the reader's catalog row: the DROP does not wait for it (that
+    could deadlock with the refresh); the row is left unmarked and the scheduler's next tick
+    marks it."""
+    create(db, "agg", AGG.format(src="raw"), "1h")
+    with psycopg.connect(fresh_dsn) as refresher:  # a refresh in a transaction left open
+        refresher.execute("SELECT pgstream.refresh_stream_table('agg')")  # NO_DATA: row locked
+        db.execute("SET statement_timeout = '5s'")
+        db.execute("DROP TABLE raw")  # neither waits nor fails
+        db.execute("RESET statement_timeout")
+        refresher.commit()
+    assert catalog(db) == {"public.agg": ("ACTIVE", False, 0)}
+    assert q1(db, "SELECT status FROM pgstream.pg_stat_stream_tables") == "ERROR"  # on read
+    assert [o.name for o in tick(db)] == ["public.agg"]  # due at once, though its schedule is 1h
+    assert catalog(db) == {"public.agg": ("ERROR", True, 1)}
+    assert ticks(db, 3) == []
