@@ -316,3 +316,26 @@ def test_a_truncate_of_the_source_is_captured(cconn: psycopg.Connection) -> None
         cconn.execute("SELECT pgstream.refresh_stream_table(%s)", (name,))
         assert _difference(cconn, name) == 0, name
         assert cconn.execute(f"SELECT count(*) FROM {name}").fetchone() == (0,), name
+
+
+def test_a_full_table_altered_to_differential_captures_from_then_on(
+        cconn: psycopg.Connection) -> None:
+    _source(cconn, rows=300)
+    query = QUERIES["per_customer"][0]
+    cconn.execute("SELECT pgstream.create_stream_table('per_customer', %s, '1m', 'FULL')",
+                  (query,))
+    cconn.execute("INSERT INTO src VALUES (90001, 3, 5, 'before')")
+    cconn.execute("SELECT pgstream.alter_stream_table('per_customer', "
+                  "refresh_mode => 'DIFFERENTIAL')")
+    cconn.execute("SELECT pgstream.refresh_stream_table('per_customer')")
+    assert _difference(cconn, "per_customer") == 0
+    cconn.execute("INSERT INTO src VALUES (90002, 4, 5, 'after')")
+    cconn.execute("UPDATE src SET amount = amount + 3 WHERE cid = 5")
+    cconn.execute("SELECT pgstream.refresh_stream_table('per_customer')")
+    assert _difference(cconn, "per_customer") == 0
+    paths = [row[0] for row in cconn.execute(
+        "SELECT p.path FROM pgstream.pgs_refresh_history h JOIN pgstream.pgs_stream_tables s "
+        "USING (pgs_id) JOIN pgstream_lite.refresh_path p USING (refresh_id) "
+        "WHERE s.pgs_name = 'per_customer' AND s.pgs_schema = current_schema() "
+        "ORDER BY h.refresh_id")]
+    assert paths[-2:] == ["CITUS_KEYS", "CITUS_KEYS"], paths

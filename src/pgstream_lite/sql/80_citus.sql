@@ -106,16 +106,10 @@ DECLARE
     v_type text := (pgstream_lite.citus_dist_column(p_relid)).col_type;
     v_candidate text;
 BEGIN
-    -- FULL-mode stream tables consume no changes: none are written for them (citus_plan sends a
-    -- table altered to DIFFERENTIAL since through a recompute that writes this function again)
+    -- every stream table reading the source, FULL-mode ones too (their full refreshes claim
+    -- the rows: one altered to DIFFERENTIAL then has every change since its last refresh)
     SELECT coalesce(string_agg(DISTINCT d.pgs_id::text, ','), '') INTO v_ids
-      FROM pgstream.pgs_dependencies d JOIN pgstream.pgs_stream_tables s ON s.pgs_id = d.pgs_id
-     WHERE d.source_relid = p_relid AND s.refresh_mode <> 'FULL';
-    UPDATE pgstream_lite.st_meta x
-       SET citus = coalesce(x.citus, '{}') || jsonb_build_object(
-               'captured', x.pgs_id = ANY (('{' || v_ids || '}')::bigint[]))
-     WHERE x.pgs_id IN (SELECT d.pgs_id FROM pgstream.pgs_dependencies d
-                         WHERE d.source_relid = p_relid);
+      FROM pgstream.pgs_dependencies d WHERE d.source_relid = p_relid;
     -- One branch of static SQL per source shard (its name is TG_TABLE_NAME on the worker) and
     -- its co-located buffer shard: plans are cached per session, no metadata lookup, no dynamic
     -- SQL. A shard made after this function was written (a split) takes the dynamic path below.
@@ -380,10 +374,7 @@ BEGIN
         RETURN NULL;
     END IF;
     v := v || jsonb_build_object('reason_storage', v->>'reason');
-    IF v->>'source' IS NOT NULL AND NOT coalesce((v->>'captured')::boolean, false) THEN
-        RETURN v || jsonb_build_object('path', 'CITUS_RECOMPUTE', 'recapture', true, 'reason',
-            'its changes were not captured (FULL mode until now): recompute, capture from now on');
-    ELSIF v->>'storage' = 'distributed' AND NOT EXISTS (
+    IF v->>'storage' = 'distributed' AND NOT EXISTS (
             SELECT 1 FROM pgstream.pgs_dependencies d
              WHERE d.pgs_id = p_pgs_id
                AND pgstream_lite.citus_table_kind(d.source_relid) IS DISTINCT FROM 'distributed')
@@ -450,46 +441,22 @@ BEGIN
 END;
 $$;
 
--- Hook of refresh_st's FULL/RECOMPUTE paths (40_refresh.sql): for distributed storage, the
--- rows SQL whose whole statement Citus runs on the workers; NULL for any other stream table.
-CREATE OR REPLACE FUNCTION pgstream_lite.citus_full_rows_sql(p_pgs_id bigint)
-RETURNS text LANGUAGE sql STABLE AS $$
-    SELECT pgstream_lite.citus_rows_sql(p_pgs_id, NULL, x.citus->>'column')
-      FROM pgstream_lite.st_meta x
-     WHERE x.pgs_id = p_pgs_id AND x.citus->>'storage' = 'distributed'
-$$;
-
--- The CITUS_* refresh paths. Returns what refresh_st records (as refresh_linear & co do).
-CREATE OR REPLACE FUNCTION pgstream_lite.citus_refresh(
-    p_pgs_id bigint, p_storage text, p_plan jsonb,
-    OUT ins bigint, OUT del bigint, OUT snap text, OUT truncated boolean, OUT rebuilt boolean)
+-- Claim (delete and return) the changes buffered for stream table p_pgs_id in the buffers of
+-- its distributed sources, and those of stream tables dropped since: keys, a quoted list of the
+-- keys named; all_keys, true after a TRUNCATE or past 100 000 keys (recompute everything).
+CREATE OR REPLACE FUNCTION pgstream_lite.citus_claim(p_pgs_id bigint, OUT keys text,
+                                                     OUT all_keys boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
-    m pgstream_lite.st_meta;
     b record;
-    v_keys text;
     v_more text;
-    v_all boolean := p_plan->>'path' = 'CITUS_RECOMPUTE';
-    v_cols text;
     v_nkeys bigint;
     v_t boolean;
-    v_type text;
 BEGIN
-    truncated := false;
-    rebuilt := false;
-    SELECT * INTO m FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
-    IF (p_plan->>'recapture')::boolean THEN
-        PERFORM set_config('citus.enable_ddl_propagation', 'on', true);
-        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
-        PERFORM pgstream_lite.citus_write_capture_function((p_plan->>'source')::regclass);
-    END IF;
-    SELECT string_agg(format('%I', c), ', ' ORDER BY o) INTO v_cols
-      FROM unnest(pgstream_lite.stored_columns(m)) WITH ORDINALITY AS u(c, o);
-    -- claim this stream table's changes (and those of stream tables dropped since)
+    all_keys := false;
     FOR b IN SELECT * FROM pgstream_lite.st_buffers(p_pgs_id) s
               WHERE s.buffer_name IS NOT NULL
                 AND pgstream_lite.citus_table_kind(s.source_relid) = 'distributed' LOOP
-        v_type := (pgstream_lite.citus_dist_column(b.source_relid)).col_type;
         EXECUTE format(
             'WITH c AS (DELETE FROM %I.%I x WHERE x.pgs_id = $1 OR x.pgs_id <> ALL (%L::bigint[]) '
             'RETURNING x.k, x.op, x.pgs_id) '
@@ -500,9 +467,55 @@ BEGIN
             (SELECT array_agg(s.pgs_id) FROM pgstream.pgs_stream_tables s))
             INTO v_more, v_nkeys, v_t USING p_pgs_id;
         -- co-located sources share the key's type and values (their joins are on it)
-        v_keys := coalesce(v_keys || ',' || v_more, v_keys, v_more);
-        v_all := v_all OR v_t OR v_nkeys > 100000;
+        keys := coalesce(keys || ',' || v_more, keys, v_more);
+        all_keys := all_keys OR v_t OR v_nkeys > 100000;
     END LOOP;
+END;
+$$;
+
+-- Hook of refresh_st's FULL/RECOMPUTE paths (40_refresh.sql), called before the query runs: a
+-- stream table over distributed tables first claims its buffered changes (a full refresh
+-- consumes them all; FULL-mode tables are captured too, so that one altered to DIFFERENTIAL
+-- has everything since its last refresh). Returns, for distributed storage, the rows SQL whose
+-- whole statement Citus runs on the workers; NULL for any other stream table.
+CREATE OR REPLACE FUNCTION pgstream_lite.citus_full_rows_sql(p_pgs_id bigint)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v jsonb;
+BEGIN
+    SELECT x.citus INTO v FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
+    IF v->>'source' IS NULL THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pgstream_lite.citus_claim(p_pgs_id);
+    IF v->>'storage' = 'distributed' THEN
+        RETURN pgstream_lite.citus_rows_sql(p_pgs_id, NULL, v->>'column');
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+-- The CITUS_* refresh paths. Returns what refresh_st records (as refresh_linear & co do).
+CREATE OR REPLACE FUNCTION pgstream_lite.citus_refresh(
+    p_pgs_id bigint, p_storage text, p_plan jsonb,
+    OUT ins bigint, OUT del bigint, OUT snap text, OUT truncated boolean, OUT rebuilt boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    m pgstream_lite.st_meta;
+    v_keys text;
+    v_all boolean := p_plan->>'path' = 'CITUS_RECOMPUTE';
+    v_cols text;
+    v_t boolean;
+    v_type text;
+BEGIN
+    truncated := false;
+    rebuilt := false;
+    SELECT * INTO m FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
+    SELECT string_agg(format('%I', c), ', ' ORDER BY o) INTO v_cols
+      FROM unnest(pgstream_lite.stored_columns(m)) WITH ORDINALITY AS u(c, o);
+    SELECT c.keys, c.all_keys INTO v_keys, v_t FROM pgstream_lite.citus_claim(p_pgs_id) c;
+    v_all := v_all OR v_t;
+    v_type := (pgstream_lite.citus_dist_column((p_plan->>'source')::regclass)).col_type;
     IF v_all THEN
         EXECUTE format('WITH d AS (DELETE FROM %s RETURNING 1) SELECT count(*) FROM d', p_storage)
             INTO del;
