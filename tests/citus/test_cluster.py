@@ -62,3 +62,23 @@ def test_a_restart_keeps_ports_and_membership() -> None:
     finally:
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_cluster_cli_status_and_errors(citus_cluster: CitusCluster, capsys) -> None:
+    from pgstream_lite.cli import main
+
+    assert main(["cluster", "status", "--dir", str(citus_cluster.root)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    ports = {n.name: n.port for n in citus_cluster.status()}
+    assert out == [f"{name}: running on port {port}" for name, port in ports.items()]
+    missing = Path(tempfile.mkdtemp(prefix="pgstream-citus-none-"))
+    try:
+        assert main(["cluster", "status", "--dir", str(missing)]) == 3
+        assert capsys.readouterr().out.splitlines() == [
+            "coordinator: not running", "worker1: not running", "worker2: not running"]
+        # a cluster keeps its worker count: another count is one clear error
+        assert main(["cluster", "start", "--dir", str(citus_cluster.root), "--workers", "3"]) == 1
+        err = capsys.readouterr().err
+        assert f"cluster {citus_cluster.root} has 2 workers, not 3" in err
+    finally:
+        shutil.rmtree(missing, ignore_errors=True)
