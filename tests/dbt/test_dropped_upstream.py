@@ -257,13 +257,19 @@ class TestDroppedUpstream(ScheduledProject):
         assert {name: row["consecutive_errors"] for name, row in after.items() if row} == {
             name: 0 for name, row in after.items() if row}
 
-    def test_refresh_all_refuses_then_skips_broken(self, seen, project):
+    def test_refresh_all_refuses_then_skips_broken(self, seen, project, pg):
         _, logs = run_dbt_and_capture(["run-operation", "refresh_all_stream_tables"],
                                       expect_pass=False)
         error = one_line(logs, "cannot be refreshed:")
         assert sorted(listed(error.split("cannot be refreshed:")[1].split(". ")[0])) == sorted(
             BROKEN)
         assert "Nothing was refreshed" in error
+        if pg.engine == "pgstream-lite":  # it recorded the names of what they read
+            s = pg.schema
+            for name, source in (("item_totals", "raw_items"), ("sales_totals", "stg_sales"),
+                                 ("big_customers", "order_totals")):
+                problem = f"reads a relation that was dropped ({s}.{source}, oid"
+                assert f"{name} ({s}.{name}): {problem}" in error, name
         _, logs = run_dbt_and_capture(
             ["run-operation", "refresh_all_stream_tables", "--args", "{skip_broken: true}"])
         assert "order_totals" in one_line(logs, "): refreshed")

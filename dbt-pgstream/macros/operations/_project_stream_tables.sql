@@ -179,19 +179,31 @@
 
 {#- Private: SQL (text or NULL) saying why the stream table of catalog row `alias` cannot be
     refreshed until its model is run again: its storage table was dropped, it reads a relation
-    that was dropped (by oid: the relation is gone), or a column of a source that no longer
-    exists. NULL for a healthy one (and for no row). The same predicates as the look-up's
-    (which replaces such a table on the next `dbt run`) and the stream_table_healthy test. -#}
+    that was dropped (by oid: the relation is gone; also by the schema and name it had where
+    the engine recorded them, pgstream-lite), or a column of a source that no longer exists.
+    NULL for a healthy one (and for no row). The same predicates as the look-up's (which
+    replaces such a table on the next `dbt run`) and the stream_table_healthy test. -#}
 {% macro _pgstream_sql_problem(alias='st') -%}
   {%- set e = dbt_pgstream._pgstream_engine() -%}
   COALESCE(
       CASE WHEN {{ alias }}.{{ e.id }} IS NOT NULL
                 AND {{ dbt_pgstream._pgstream_sql_storage_missing(alias) }}
            THEN 'its storage table was dropped' END,
+      {%- if e.dependency_names %}
+      (SELECT 'reads a relation that was dropped ('
+              || pg_catalog.string_agg(COALESCE(named.source_schema || '.' || named.source_name
+                                                || ', ', '') || 'oid ' || gone.source_relid,
+                                       '; ') || ')'
+       FROM ({{ dbt_pgstream._pgstream_sql_dropped_sources(alias) }}) AS gone
+       LEFT JOIN pgstream_lite.dependency_names AS named
+           ON named.{{ e.id }} = {{ alias }}.{{ e.id }} AND named.source_relid = gone.source_relid
+       HAVING count(*) > 0),
+      {%- else %}
       (SELECT 'reads a relation that was dropped (oid '
               || pg_catalog.string_agg(gone.source_relid::text, ', ') || ')'
        FROM ({{ dbt_pgstream._pgstream_sql_dropped_sources(alias) }}) AS gone
        HAVING count(*) > 0),
+      {%- endif %}
       (SELECT 'reads ' || pg_catalog.string_agg(gone.col || ' of '
                                                 || gone.source_relid::regclass::text, ', ')
               || ', which no longer exist(s)'

@@ -55,11 +55,18 @@
                 JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
                 WHERE n.nspname = 'pgtrickle' AND c.relname = 'pgt_stream_tables'
                   AND a.attname = 'requested_refresh_mode' AND NOT a.attisdropped)
-            AS requested_refresh_mode
+            AS requested_refresh_mode,
+        EXISTS (SELECT 1 FROM pg_catalog.pg_class AS c
+                JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+                WHERE n.nspname = 'pgstream_lite' AND c.relname = 'dependency_names'
+                  AND pg_catalog.has_schema_privilege(n.oid, 'USAGE')
+                  AND pg_catalog.has_table_privilege(c.oid, 'SELECT'))
+            AS dependency_names
     {%- endset -%}
     {%- set row = run_query(detect).rows[0] -%}
     {%- do found.update({'pgtrickle': row['pgtrickle'], 'pgstream': row['pgstream'],
-                         'requested_refresh_mode': row['requested_refresh_mode']}) -%}
+                         'requested_refresh_mode': row['requested_refresh_mode'],
+                         'dependency_names': row['dependency_names']}) -%}
     {%- for item in (row['extensions'] or '').split(',') if item -%}
       {%- do found.update({item.split(' ')[0]: item.split(' ')[1]}) -%}
     {%- endfor -%}
@@ -112,6 +119,11 @@
       (pg_stream 0.1): the columns a stream table depends on are then those its sources' change
       capture copies (changes_schema: where the change buffers are; _pgstream_sql_columns_used) -#}
   {%- do names.update({'columns_used_from_capture': names.pg_stream_01}) -%}
+  {#- dependency_names: pgstream-lite records the schema and name of each relation a stream
+      table reads (pgstream_lite.dependency_names), so a dropped one can be named in messages;
+      used where the caller may read it -#}
+  {%- do names.update({'dependency_names': names.engine == 'pgstream-lite'
+                                           and found.get('dependency_names', false)}) -%}
   {%- if execute and graph is mapping and names.engine is not none -%}
     {%- do graph.update({cache_key: names}) -%}
   {%- endif -%}
