@@ -15,7 +15,9 @@ import psycopg
 from measure import Samples, interleaved
 from refresh_engines import EngineDb
 
-SINGLE = 2_000
+from pgstream_lite.messages import first_line
+
+SINGLE = 5_000
 BULK = 100_000
 # Bulk UPDATE / DELETE touch fewer rows: pg_trickle 0.67's statement-level UPDATE trigger joins
 # its transition tables on `IS NOT DISTINCT FROM` (no hash join: quadratic), measured at over
@@ -68,34 +70,62 @@ def _reset(engine: EngineDb) -> None:
     engine.refresh_ms(STREAM_TABLE)
 
 
-def measure_capture(engine: EngineDb, runs: int) -> CaptureResult:
-    """Time WRITES `runs` times on both tables (interleaved), then drop them.
-
-    Raises psycopg.Error when the engine refuses the stream table.
-    """
+def _set_up(engine: EngineDb) -> None:
+    """The two tables and the stream table over one (raises psycopg.Error when the engine
+    refuses it)."""
     for table in (PLAIN, CAPTURED):
         engine.conn.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, grp int, "  # type: ignore[arg-type]
                             "amount numeric, note text)")
-    result = CaptureResult()
     engine.conn.execute(f"SET statement_timeout = '{TIMEOUT_S}s'")  # type: ignore[arg-type]
+    engine.create(STREAM_TABLE, f"SELECT grp, count(*) AS n, sum(amount) AS total "
+                                f"FROM {CAPTURED} GROUP BY grp", "DIFFERENTIAL")
+
+
+def _tear_down(engine: EngineDb) -> None:
+    engine.conn.execute("RESET statement_timeout")
     try:
-        engine.create(STREAM_TABLE, f"SELECT grp, count(*) AS n, sum(amount) AS total "
-                                    f"FROM {CAPTURED} GROUP BY grp", "DIFFERENTIAL")
-        samples_of = {PLAIN: result.plain, CAPTURED: result.captured}
-        for table in interleaved([PLAIN, CAPTURED], runs):
-            samples = samples_of[table]
-            _reset(engine)
-            for label, rows, statement in WRITES:
-                if label in result.slow:
-                    continue
-                try:
-                    ms = engine.timed_ms(statement.format(t=table, n=rows))
-                except psycopg.errors.QueryCanceled:
-                    result.slow.add(label)
-                    continue
-                samples.setdefault(label, Samples()).add(ms * 1000.0 / rows)
         engine.drop(STREAM_TABLE)
+    except psycopg.Error:
+        pass  # never created: the engine refused it (reported as the result's error)
+    engine.conn.execute(f"DROP TABLE IF EXISTS {PLAIN}, {CAPTURED} CASCADE")  # type: ignore[arg-type]
+
+
+def _write_once(engine: EngineDb, table: str, result: CaptureResult) -> None:
+    """Every write of WRITES once into `table`, from empty."""
+    samples = result.captured if table == CAPTURED else result.plain
+    _reset(engine)
+    for label, rows, statement in WRITES:
+        if label in result.slow:
+            continue
+        try:
+            ms = engine.timed_ms(statement.format(t=table, n=rows))
+        except psycopg.errors.QueryCanceled:
+            result.slow.add(label)
+            continue
+        samples.setdefault(label, Samples()).add(ms * 1000.0 / rows)
+
+
+def measure_capture(engines: list[EngineDb], runs: int) -> dict[str, CaptureResult]:
+    """Time WRITES `runs` times into both tables on every engine's server, by engine label.
+
+    Interleaved (each repetition: every engine, the order rotated, plain then captured or the
+    reverse) so that a drift in machine load does not favour one engine.
+    """
+    results = {engine.label: CaptureResult() for engine in engines}
+    ready = []
+    for engine in engines:
+        try:
+            _set_up(engine)
+            ready.append(engine)
+        except psycopg.Error as exc:
+            results[engine.label].error = f"fails: {first_line(exc)}"
+    try:
+        by_label = {engine.label: engine for engine in ready}
+        steps = [(label, table) for label in by_label for table in (PLAIN, CAPTURED)]
+        for step in interleaved([f"{label}\t{table}" for label, table in steps], runs):
+            label, table = step.split("\t")
+            _write_once(by_label[label], table, results[label])
     finally:
-        engine.conn.execute("RESET statement_timeout")
-        engine.conn.execute(f"DROP TABLE IF EXISTS {PLAIN}, {CAPTURED} CASCADE")  # type: ignore[arg-type]
-    return result
+        for engine in engines:
+            _tear_down(engine)
+    return results
