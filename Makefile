@@ -125,6 +125,8 @@ bench: $(VENV)/.installed
 # removes what the project made in the clone. Caches outside it (~/.cache/dbt-pgstream) stay.
 clean:
 	@for dir in .pgdata/*/; do \
-	  if [ -d "$$dir" ] && [ -x $(VENV)/bin/pgstream-lite ]; then \
+	  if [ -d "$$dir/coordinator" ] && [ -x $(VENV)/bin/pgstream-lite ]; then \
+	    $(VENV)/bin/pgstream-lite cluster stop --dir "$$dir" || true; \
+	  elif [ -d "$$dir" ] && [ -x $(VENV)/bin/pgstream-lite ]; then \
 	    $(VENV)/bin/pgstream-lite stop --data-dir "$$dir" || true; fi; done
 	rm -rf $(VENV) $(VENV_DBT16) .tmp .pgdata build
