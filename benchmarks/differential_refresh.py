@@ -42,6 +42,7 @@ MACHINE_KEYS = ("CPU", "cores", "memory", "PostgreSQL", "repository commit")
 
 
 def log(message: str) -> None:
+    """Progress on stderr (the report goes to stdout)."""
     print(f"[refresh bench] {message}", file=sys.stderr, flush=True)
 
 
@@ -82,6 +83,8 @@ def _start(wanted: list[str], report: RefreshReport) -> list[EngineDb]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark (argv: the command-line arguments); return 1 when a target misses,
+    0 otherwise. Raises SystemExit when pgstream-lite's own server does not start."""
     args = _parse(argv)
     # a kill ends the run through the `finally` below: the servers are stopped, not left behind
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

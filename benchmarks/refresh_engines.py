@@ -84,6 +84,7 @@ class EngineDb:
         return self.setup.label
 
     def session(self, table: str) -> psycopg.Connection:
+        """The autocommit session `table` is refreshed from (opened on first use)."""
         if table not in self.sessions:
             self.sessions[table] = self.database.connect()
         return self.sessions[table]
@@ -123,6 +124,7 @@ class EngineDb:
         return None if row is None else str(row[0])
 
     def drop(self, table: str) -> None:
+        """Drop stream table `table` and close its session (raises psycopg.Error)."""
         session = self.sessions.pop(table, None)
         if session is not None:
             session.close()
@@ -130,6 +132,7 @@ class EngineDb:
                           f"'public.{table}')")
 
     def close(self) -> None:
+        """Close every session, stop the server and remove its data directory."""
         for session in self.sessions.values():
             session.close()
         self.conn.close()

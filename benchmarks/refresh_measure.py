@@ -35,6 +35,9 @@ class Cell:
 
 @dataclass
 class ShapeResult:
+    """One shape's cells: per change size ("1 row", "10,000 rows") and engine label, and the
+    NO_DATA refreshes per engine label."""
+
     shape: Shape
     sizes: dict[str, dict[str, Cell]] = field(default_factory=dict)  # change -> engine -> cell
     no_data: dict[str, Cell] = field(default_factory=dict)

@@ -24,6 +24,8 @@ NOISE_NOTE = (
 
 @dataclass
 class RefreshReport:
+    """Everything one run measured, and the settings and machine it ran with."""
+
     rows: int
     runs: int
     machine: dict[str, str]
@@ -162,6 +164,7 @@ def _summary(checks: list[Check]) -> str:
 
 
 def render(report: RefreshReport) -> str:
+    """The whole report as Markdown (report.checks already evaluated)."""
     engines = [f"- {setup.label}: " + (f"**not available** ({report.unavailable[setup.label]})"
                                         if setup.label in report.unavailable else "measured")
                for setup in SETUPS]

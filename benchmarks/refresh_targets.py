@@ -57,6 +57,7 @@ def real_check(result: ShapeResult, change: str) -> Check | None:
 
 
 def no_data_check(result: ShapeResult) -> Check | None:
+    """pgstream-lite's median NO_DATA refresh against the issue's 2 ms."""
     lite = result.no_data.get(LITE_SETUP.label)
     if lite is None or lite.diff_error:
         return None
@@ -79,6 +80,7 @@ def capture_check(label: str, captures: dict[str, CaptureResult]) -> Check | Non
 
 def all_checks(results: list[ShapeResult], captures: dict[str, CaptureResult],
                capture_labels: tuple[str, ...]) -> list[Check]:
+    """Every target that has figures (one without, e.g. no real engine ran, is left out)."""
     checks: list[Check | None] = []
     for result in results:
         for change in result.sizes:
