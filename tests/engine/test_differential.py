@@ -62,16 +62,25 @@ STREAM_TABLES = [
     ("uni3", "SELECT k, a, b FROM t1 WHERE a > 2 UNION ALL SELECT t1.k, t2.k, t2.name "
              "FROM t1 JOIN t2 USING (k) UNION ALL SELECT k, a, b FROM t1"),
     ("uni_d", "SELECT k FROM t1 UNION SELECT k FROM t2"),
+    # LEFT JOINs: after inner joins, with a WHERE on the right side, of a table with itself
+    ("lj2", "SELECT t1.id, x.name, y.name AS yn FROM t1 JOIN t2 x ON x.k = t1.k "
+            "LEFT OUTER JOIN t2 y ON y.k = t1.a"),
+    ("lj_where", "SELECT t1.id, t2.name FROM t1 LEFT JOIN t2 ON t2.k = t1.k AND t2.name <> 'n1' "
+                 "WHERE t2.name IS NULL OR t1.a > 1"),
+    ("lj_self", "SELECT a.id, b.id AS bid, b.b FROM t1 a LEFT JOIN t1 b ON b.k = a.a"),
+    ("lj_mid", "SELECT t2.k, t1.a, x.name FROM t2 LEFT JOIN t1 ON t1.k = t2.k "
+               "JOIN t2 x ON x.k = t2.k"),
 ]
 
 # The path each table's DIFFERENTIAL refreshes take.
 PATHS = {
-    "filt": "LINEAR", "agg": "AGG", "ij": "LINEAR", "lj": "RECOMPUTE", "dist": "AGG",
+    "filt": "LINEAR", "agg": "AGG", "ij": "LINEAR", "lj": "LINEAR", "dist": "AGG",
     "uni": "LINEAR", "dup": "LINEAR", "cnt": "AGG", "on_st": "LINEAR",
     "on_st2": "AGG", "proj": "LINEAR", "ij_self": "LINEAR", "ij_comma": "LINEAR",
     "agg_join": "AGG", "agg_lj": "KEYED", "agg_expr": "KEYED", "agg_having": "RECOMPUTE",
     "agg_num": "AGG", "agg_join2": "AGG", "one_grp": "AGG", "one_join": "AGG",
     "dist_join": "AGG", "ij4": "LINEAR", "ij5": "LINEAR", "uni3": "LINEAR", "uni_d": "RECOMPUTE",
+    "lj2": "LINEAR", "lj_where": "LINEAR", "lj_self": "LINEAR", "lj_mid": "RECOMPUTE",
 }
 
 small = st.integers(min_value=0, max_value=4)

@@ -125,8 +125,10 @@ $$;
 
 -- The FROM items of a query of the form SELECT ... FROM a [alias] {, | [INNER|CROSS|LEFT [OUTER]]
 -- JOIN b [alias] [ON cond | USING (cols)]} [WHERE ...] [GROUP BY ...] ...: a jsonb object
--- {ok, reason, items: [{pos, len, alias, relid, left_join}]} where pos/len locate the relation
--- name in the query text and alias is the name the query refers to it by.
+-- {ok, reason, items: [{pos, len, alias, relid, left_join, lj_pos, lj_len, on_pos, on_len}],
+-- from_end, where_pos, where_end} where pos/len locate the relation name in the query text, alias
+-- is the name the query refers to it by, lj_* the LEFT [OUTER] JOIN keywords before the item,
+-- on_* its ON condition; from_end: where the FROM clause ends; where_*: the WHERE clause.
 CREATE OR REPLACE FUNCTION pgstream_lite.from_items(p_body text)
 RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -141,6 +143,11 @@ DECLARE
     v_relid oid;
     items jsonb := '[]';
     left_join boolean := false;
+    lj_pos integer;
+    lj_len integer;
+    from_end integer;
+    where_pos integer;
+    where_end integer;
     kw_end text[] := ARRAY['WHERE', 'GROUP', 'HAVING', 'WINDOW', 'ORDER', 'LIMIT', 'OFFSET',
                            'FETCH', 'FOR'];
     kw_join text[] := ARRAY['JOIN', 'INNER', 'LEFT', 'RIGHT', 'FULL', 'CROSS', 'NATURAL', 'ON',
@@ -200,22 +207,44 @@ BEGIN
         EXCEPTION WHEN others THEN
             RETURN jsonb_build_object('ok', false, 'reason', 'cannot resolve ' || name_txt);
         END;
-        items := items || jsonb_build_object('pos', start_pos, 'len', end_pos - start_pos + 1,
-                                             'name', name_txt,
-                                             'alias', coalesce(alias_txt, last_part),
-                                             'has_alias', alias_txt IS NOT NULL,
-                                             'relid', v_relid, 'left_join', left_join);
+        items := items || (jsonb_build_object('pos', start_pos, 'len', end_pos - start_pos + 1,
+                                              'name', name_txt,
+                                              'alias', coalesce(alias_txt, last_part),
+                                              'has_alias', alias_txt IS NOT NULL,
+                                              'relid', v_relid, 'left_join', left_join)
+                           || CASE WHEN left_join THEN jsonb_build_object(
+                                  'lj_pos', lj_pos, 'lj_len', lj_len) ELSE '{}' END);
         -- what follows: ON/USING condition, then a separator
         IF i <= n AND toks[i].kind = 'w' AND toks[i].tok = 'USING' THEN
             i := i + 2;
         ELSIF i <= n AND toks[i].kind = 'w' AND toks[i].tok = 'ON' THEN
             i := i + 1;
+            k := i;
             WHILE i <= n AND toks[i].kind <> ','
                   AND NOT (toks[i].kind = 'w' AND toks[i].tok = ANY (kw_join || kw_end)) LOOP
                 i := i + 1;
             END LOOP;
+            IF i > k THEN
+                -- the condition's text (a LEFT JOIN's is used by its delta)
+                items := jsonb_set(items, ARRAY[(jsonb_array_length(items) - 1)::text],
+                                   items->(jsonb_array_length(items) - 1) || jsonb_build_object(
+                                       'on_pos', toks[k].pos,
+                                       'on_len', toks[i - 1].pos + toks[i - 1].len - toks[k].pos));
+            END IF;
         END IF;
         IF i > n OR (toks[i].kind = 'w' AND toks[i].tok = ANY (kw_end)) OR toks[i].kind = ';' THEN
+            -- where the FROM clause ends, and the WHERE clause's text
+            from_end := CASE WHEN i > n THEN length(p_body) + 1 ELSE toks[i].pos END;
+            IF i <= n AND toks[i].kind = 'w' AND toks[i].tok = 'WHERE' THEN
+                where_pos := toks[i].pos;
+                k := i + 1;
+                WHILE k <= n AND NOT (toks[k].kind = ';' OR (toks[k].kind = 'w' AND toks[k].tok
+                      IN ('GROUP', 'HAVING', 'WINDOW', 'ORDER', 'LIMIT', 'OFFSET', 'FETCH',
+                          'FOR'))) LOOP
+                    k := k + 1;
+                END LOOP;
+                where_end := CASE WHEN k > n THEN length(p_body) + 1 ELSE toks[k].pos END;
+            END IF;
             EXIT;
         END IF;
         left_join := false;
@@ -228,11 +257,13 @@ BEGIN
             i := i + 2;
         ELSIF toks[i].kind = 'w' AND toks[i].tok = 'LEFT' THEN
             left_join := true;
+            lj_pos := toks[i].pos;
             i := i + 1;
             IF i <= n AND toks[i].tok = 'OUTER' THEN i := i + 1; END IF;
             IF i > n OR toks[i].tok <> 'JOIN' THEN
                 RETURN jsonb_build_object('ok', false, 'reason', 'unexpected text in FROM');
             END IF;
+            lj_len := toks[i].pos + toks[i].len - lj_pos;
             i := i + 1;
         ELSE
             RETURN jsonb_build_object('ok', false, 'reason',
@@ -240,7 +271,8 @@ BEGIN
                 || ' (only inner, cross and left joins of tables are handled)');
         END IF;
     END LOOP;
-    RETURN jsonb_build_object('ok', true, 'items', items);
+    RETURN jsonb_build_object('ok', true, 'items', items, 'from_end', from_end,
+                              'where_pos', where_pos, 'where_end', where_end);
 END;
 $$;
 
@@ -454,7 +486,25 @@ BEGIN
     END IF;
     IF EXISTS (SELECT 1 FROM jsonb_array_elements(fi->'items') x
                 WHERE (x->>'left_join')::boolean) THEN
-        RETURN jsonb_build_object('path', 'RECOMPUTE', 'reason', 'a LEFT JOIN');
+        IF (SELECT count(*) FROM jsonb_array_elements(fi->'items') x
+             WHERE (x->>'left_join')::boolean) > 1
+           OR NOT (fi->'items'->(n_items - 1)->>'left_join')::boolean THEN
+            RETURN jsonb_build_object('path', 'RECOMPUTE', 'reason',
+                'a LEFT JOIN that is not the last table of the FROM clause (one LEFT JOIN, of '
+                'the last table, is maintained incrementally)');
+        ELSIF NOT fi->'items'->(n_items - 1) ? 'on_pos' THEN
+            RETURN jsonb_build_object('path', 'RECOMPUTE', 'reason',
+                                      'a LEFT JOIN ... USING (only ON conditions are handled)');
+        END IF;
+        RETURN jsonb_build_object(
+            'path', 'LINEAR',
+            'reason', format('LEFT JOIN of %s tables: the delta of the inner join '
+                             '(inclusion-exclusion), and the rows of the left side that lose '
+                             'their last match or gain their first (matches counted in the '
+                             'right table''s old and new states)', n_items),
+            'items', fi->'items', 'cols', v_cols,
+            'left', jsonb_build_object('from_end', fi->'from_end', 'where_pos', fi->'where_pos',
+                                       'where_end', fi->'where_end'));
     END IF;
     RETURN jsonb_build_object(
         'path', 'LINEAR',
@@ -592,6 +642,22 @@ RETURNS text LANGUAGE sql STABLE AS $$
       FROM pgstream_lite.capture c WHERE c.source_relid = ANY (p_relids)
 $$;
 
+-- The query text with p_pred added to its WHERE clause (p_where: from_items' from_end,
+-- where_pos, where_end): WHERE (p_pred) AND (the query's condition). The FROM items keep their
+-- positions.
+CREATE OR REPLACE FUNCTION pgstream_lite.with_pred(p_body text, p_where jsonb, p_pred text)
+RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_where->>'where_pos' IS NULL THEN
+        left(p_body, (p_where->>'from_end')::integer - 1) || E'\nWHERE (' || p_pred || E')\n'
+        || substr(p_body, (p_where->>'from_end')::integer)
+    ELSE
+        left(p_body, (p_where->>'where_pos')::integer - 1) || 'WHERE (' || p_pred || ') AND ('
+        || substr(p_body, (p_where->>'where_pos')::integer + 5,
+                  (p_where->>'where_end')::integer - (p_where->>'where_pos')::integer - 5)
+        || E')\n' || substr(p_body, (p_where->>'where_end')::integer)
+    END
+$$;
+
 -- LINEAR refresh (see the top of this file): one statement computes the delta, applies it to
 -- p_storage and returns the counts, the statement's snapshot (the new frontier) and whether a
 -- consumed change is a TRUNCATE (then nothing is written: the caller recomputes instead).
@@ -626,6 +692,18 @@ DECLARE
     v_used text[];
     guards text[];
     ub record;
+    inner_body text;
+    nall integer := jsonb_array_length(p_plan->'items');
+    rit jsonb;
+    ridx integer;
+    on_txt text;
+    null_row text;
+    cnt_r text;
+    cnt_old text;
+    ids text;
+    match_sql text;
+    v_pred text;
+    v_body text;
     u_body text;
     u_items jsonb;
     u_cols text;
@@ -686,13 +764,21 @@ BEGIN
         END IF;
     END LOOP;
     branches := '{}';
+    IF p_plan ? 'left' THEN
+        -- LEFT JOIN (the last item R): the inner join's delta, from the query with LEFT
+        -- [OUTER] JOIN read as JOIN (padded: the items keep their positions) ...
+        rit := items->(nall - 1);
+        inner_body := overlay(m.body PLACING rpad('JOIN', (rit->>'lj_len')::integer)
+                              FROM (rit->>'lj_pos')::integer FOR (rit->>'lj_len')::integer);
+    END IF;
     -- UNION ALL: the delta is the union of each branch's delta (the branch's columns renamed
     -- and cast to the stored ones); else one branch, the whole query
     FOR ub IN SELECT * FROM jsonb_array_elements(coalesce(
                  p_plan->'union', jsonb_build_array(jsonb_build_object('items', items))))
                  WITH ORDINALITY AS x(b, o) LOOP
         u_body := CASE WHEN ub.b ? 'pos' THEN substr(m.body, (ub.b->>'pos')::integer,
-                                                      (ub.b->>'len')::integer) ELSE m.body END;
+                                                      (ub.b->>'len')::integer)
+                       ELSE coalesce(inner_body, m.body) END;
         u_items := ub.b->'items';
         n := jsonb_array_length(u_items);
         SELECT array_agg(array_position(relids, (v->>'relid')::oid) ORDER BY o) INTO rel_idx
@@ -730,6 +816,83 @@ BEGIN
                 array_to_string(gates, ' AND '));
         END LOOP;
     END LOOP;
+    IF p_plan ? 'left' THEN
+        -- ... plus the rows of the left side L (items 1..n-1) with no match in R, as the query
+        -- makes them (R replaced by one all-NULL row, which the LEFT JOIN keeps whatever its
+        -- ON condition says). With cnt_new/cnt_old a left row's matches in R's new/old state
+        -- (old = new - inserted images + deleted images), their change is
+        --   sum over the delta of L of [cnt_old = 0] (inclusion-exclusion over L's items)
+        --   + sum over L's new rows matching an image of R of [cnt_new = 0] - [cnt_old = 0].
+        ridx := array_position(relids, (rit->>'relid')::oid);
+        on_txt := substr(m.body, (rit->>'on_pos')::integer, (rit->>'on_len')::integer);
+        null_row := format('(SELECT (NULL::%s).*)', (rit->>'relid')::oid::regclass);
+        cnt_r := format('(SELECT count(*) FROM %s AS %s WHERE %s)', rit->>'name',
+                        rit->>'alias', on_txt);
+        cnt_old := format('(%s - (SELECT count(*) FROM __pgs_p%s AS %s WHERE %s) + '
+                          '(SELECT count(*) FROM __pgs_m%s AS %s WHERE %s))', cnt_r, ridx,
+                          rit->>'alias', on_txt, ridx, rit->>'alias', on_txt);
+        SELECT array_agg(array_position(relids, (v->>'relid')::oid) ORDER BY o) INTO rel_idx
+          FROM jsonb_array_elements(items) WITH ORDINALITY AS y(v, o);
+        <<lbranch>>
+        FOR mask IN 1 .. (3 ^ (nall - 1))::integer - 1 LOOP
+            states := '{}'; repl := '{}'; gates := '{}';
+            x := mask; v_size := 0; v_sign := 1;
+            FOR k IN 1 .. nall - 1 LOOP
+                states[k] := x % 3;
+                x := x / 3;
+                IF states[k] = 1 THEN
+                    repl[k] := '__pgs_p' || rel_idx[k];
+                ELSIF states[k] = 2 THEN
+                    repl[k] := '__pgs_m' || rel_idx[k];
+                    v_sign := -v_sign;
+                END IF;
+                IF states[k] > 0 AND NOT nonempty[2 * rel_idx[k] - 2 + states[k]] THEN
+                    CONTINUE lbranch;
+                END IF;
+                IF states[k] > 0 THEN
+                    v_size := v_size + 1;
+                    gates := gates || format('EXISTS (SELECT 1 FROM %s)', repl[k]);
+                END IF;
+            END LOOP;
+            IF v_size % 2 = 0 THEN
+                v_sign := -v_sign;
+            END IF;
+            repl[nall] := null_row;
+            branches := branches || format(
+                E'SELECT %s, %s AS __pgs_sign FROM (\n%s\n) __pgs_q WHERE %s', q_cols, v_sign,
+                pgstream_lite.subst_items(pgstream_lite.with_pred(m.body, p_plan->'left',
+                                                                  cnt_old || ' = 0'),
+                                          items, repl),
+                array_to_string(gates, ' AND '));
+        END LOOP;
+        IF nonempty[2 * ridx - 1] OR nonempty[2 * ridx] THEN
+            -- the left rows (by their tuple ids) matching an image of R
+            SELECT string_agg(format('%s.ctid', v->>'alias'), ', ' ORDER BY o) INTO ids
+              FROM jsonb_array_elements(items) WITH ORDINALITY AS y(v, o) WHERE o < nall;
+            match_sql := '';
+            FOR k IN 1 .. 2 LOOP
+                repl := '{}';
+                repl[nall] := format('__pgs_%s%s', CASE k WHEN 1 THEN 'p' ELSE 'm' END, ridx);
+                v_body := pgstream_lite.subst_items(inner_body, items, repl);
+                match_sql := match_sql || CASE WHEN k = 2 THEN ' UNION ALL ' ELSE '' END
+                    || format('SELECT %s FROM %s', ids, substr(
+                           v_body, (items->0->>'pos')::integer,
+                           (p_plan->'left'->>'from_end')::integer + length(v_body)
+                           - length(inner_body) - (items->0->>'pos')::integer));
+            END LOOP;
+            v_pred := CASE WHEN nall = 2 THEN format('%s = ANY (ARRAY(%s))', ids, match_sql)
+                           ELSE format('(%s) IN (%s)', ids, match_sql) END;
+            repl := '{}';
+            repl[nall] := null_row;
+            branches := branches || format(
+                E'SELECT %s, 1 AS __pgs_sign FROM (\n%s\n) __pgs_q', q_cols,
+                pgstream_lite.subst_items(pgstream_lite.with_pred(m.body, p_plan->'left',
+                    format('%s AND %s = 0 AND %s > 0', v_pred, cnt_r, cnt_old)), items, repl))
+                || format(E'SELECT %s, -1 AS __pgs_sign FROM (\n%s\n) __pgs_q', q_cols,
+                pgstream_lite.subst_items(pgstream_lite.with_pred(m.body, p_plan->'left',
+                    format('%s AND %s > 0 AND %s = 0', v_pred, cnt_r, cnt_old)), items, repl));
+        END IF;
+    END IF;
     IF cardinality(branches) = 0 THEN
         branches := ARRAY[format(E'SELECT %s, 0 AS __pgs_sign FROM (\n%s\n) __pgs_q WHERE false',
                                  q_cols, m.body)];
