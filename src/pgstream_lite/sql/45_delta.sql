@@ -866,9 +866,16 @@ BEGIN
                 array_to_string(gates, ' AND '));
         END LOOP;
         IF nonempty[2 * ridx - 1] OR nonempty[2 * ridx] THEN
-            -- the left rows (by their tuple ids) matching an image of R
-            SELECT string_agg(format('%s.ctid', v->>'alias'), ', ' ORDER BY o) INTO ids
-              FROM jsonb_array_elements(items) WITH ORDINALITY AS y(v, o) WHERE o < nall;
+            -- the left rows (by their tuple ids, with the table's oid where the relation has
+            -- partitions or children: a ctid is unique only within one table) matching an
+            -- image of R
+            SELECT string_agg(CASE WHEN c.relkind = 'p' OR c.relhassubclass
+                                   THEN format('%1$s.tableoid, %1$s.ctid', v->>'alias')
+                                   ELSE format('%s.ctid', v->>'alias') END, ', ' ORDER BY o)
+              INTO ids
+              FROM jsonb_array_elements(items) WITH ORDINALITY AS y(v, o)
+              JOIN pg_class c ON c.oid = (v->>'relid')::oid
+             WHERE o < nall;
             match_sql := '';
             FOR k IN 1 .. 2 LOOP
                 repl := '{}';
@@ -880,7 +887,8 @@ BEGIN
                            (p_plan->'left'->>'from_end')::integer + length(v_body)
                            - length(inner_body) - (items->0->>'pos')::integer));
             END LOOP;
-            v_pred := CASE WHEN nall = 2 THEN format('%s = ANY (ARRAY(%s))', ids, match_sql)
+            v_pred := CASE WHEN ids NOT LIKE '%,%' THEN format('%s = ANY (ARRAY(%s))', ids,
+                                                                match_sql)
                            ELSE format('(%s) IN (%s)', ids, match_sql) END;
             repl := '{}';
             repl[nall] := null_row;
