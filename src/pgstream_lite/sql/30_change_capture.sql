@@ -485,8 +485,10 @@ BEGIN
             'xid xid8 NOT NULL DEFAULT pg_current_xact_id(), op text NOT NULL, '
             'row_old jsonb, row_new jsonb, captured_at timestamptz NOT NULL DEFAULT clock_timestamp())',
             v_buf);
-        -- refreshes read the changes not visible in a frontier: those from its xmin on
+        -- refreshes read the changes not visible in a frontier: those from its xmin on; and
+        -- check for a TRUNCATE among them without reading the others
         EXECUTE format('CREATE INDEX ON %s (xid)', v_buf);
+        EXECUTE format('CREATE INDEX ON %s (xid) WHERE op = ''T''', v_buf);
         EXECUTE format('COMMENT ON TABLE %s IS %L', v_buf,
             'pgstream-lite change buffer of ' || pgstream_lite.relname(p_relid));
         IF p_kind = 'TRIGGER' THEN
@@ -564,6 +566,19 @@ BEGIN
                                                                        c.buffer_name))
                                    AND a.attname = 'xid') LOOP
         EXECUTE format('CREATE INDEX ON %s (xid)', f);
+    END LOOP;
+    FOR f IN SELECT format('%I.%I', c.buffer_schema, c.buffer_name) FROM pgstream_lite.capture c
+              WHERE c.kind = 'TRIGGER'
+                AND to_regclass(format('%I.%I', c.buffer_schema, c.buffer_name)) IS NOT NULL
+                AND EXISTS (SELECT 1 FROM pg_attribute a
+                             WHERE a.attrelid = to_regclass(format('%I.%I', c.buffer_schema,
+                                                                   c.buffer_name))
+                               AND a.attname = 'row_new')
+                AND NOT EXISTS (SELECT 1 FROM pg_index i
+                                 WHERE i.indrelid = to_regclass(format('%I.%I', c.buffer_schema,
+                                                                       c.buffer_name))
+                                   AND i.indpred IS NOT NULL) LOOP
+        EXECUTE format('CREATE INDEX ON %s (xid) WHERE op = ''T''', f);
     END LOOP;
     FOR f IN SELECT c.trigger_function FROM pgstream_lite.capture c
               WHERE c.trigger_function IS NOT NULL
