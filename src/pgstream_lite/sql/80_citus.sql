@@ -1,5 +1,6 @@
 -- pgstream-lite on Citus (issue 15; docs/citus.md). Inert where the citus extension is absent:
--- every entry point first asks citus_table_kind(), which is NULL without Citus.
+-- each hook (marked [citus hook] in 30/40/60) returns NULL or false at once for a table that is
+-- not a Citus table or a stream table that reads none (citus_table_kind, st_meta.citus).
 --
 -- Change capture of a distributed source: statement-level triggers on its shards write the
 -- distribution keys a statement touched straight into the co-located shard of a change buffer
