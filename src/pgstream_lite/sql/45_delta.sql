@@ -1454,9 +1454,11 @@ DECLARE
     spa text;
     v_single boolean := false;
     v_prev text := p_prev;
+    f integer;
+    g integer;
 BEGIN
     SELECT * INTO m FROM pgstream_lite.st_meta s WHERE s.pgs_id = p_pgs_id;
-    IF m.dvm_state_ok AND p_plan->>'sql_storage' = p_storage THEN
+    IF m.dvm_state_ok AND p_plan->>'sql' IS NOT NULL AND p_plan->>'sql_storage' = p_storage THEN
         -- the statement built by an earlier refresh (one table: it depends only on the
         -- frontier, its parameter); the plan (st_meta.dvm) and it are dropped together
         EXECUTE p_plan->>'sql' INTO ins, del, snap, v_flag USING p_prev;
@@ -1524,12 +1526,21 @@ BEGIN
         IF a->>'expr' IS NULL THEN
             CONTINUE;  -- count(*): the row count
         END IF;
+        -- the first aggregate of the same argument (g), and of the same argument with a sum
+        -- (f): the delta's level 1 computes each argument's count and sum once (e.g. sum(x)
+        -- next to avg(x))
+        SELECT min(o) INTO g FROM jsonb_array_elements(p_plan->'aggs') WITH ORDINALITY u(e, o)
+         WHERE e->>'expr' = a->>'expr';
+        SELECT min(o) INTO f FROM jsonb_array_elements(p_plan->'aggs') WITH ORDINALITY u(e, o)
+         WHERE e->>'expr' = a->>'expr' AND e->>'fn' IN ('SUM', 'AVG');
         -- every aggregate of an argument: its non-NULL count
         st_cols := st_cols || format(', __pgs_nn%s', j);
         st_defs := st_defs || format(', __pgs_nn%s bigint', j);
-        l1_aggs := l1_aggs || format(
-            ', sum(b.__pgs_sign) FILTER (WHERE b.__pgs_a%1$s IS NOT NULL) AS __pgs_dnn%1$s', j);
-        dg_aggs := dg_aggs || format(', sum(b.__pgs_dnn%1$s)::bigint AS __pgs_dnn%1$s', j);
+        IF g = j THEN
+            l1_aggs := l1_aggs || format(
+                ', sum(b.__pgs_sign) FILTER (WHERE b.__pgs_a%1$s IS NOT NULL) AS __pgs_dnn%1$s', j);
+        END IF;
+        dg_aggs := dg_aggs || format(', sum(b.__pgs_dnn%2$s)::bigint AS __pgs_dnn%1$s', j, g);
         new_cols := new_cols || format(
             ', coalesce(o.__pgs_nn%1$s, 0) + coalesce(d.__pgs_dnn%1$s, 0) AS __pgs_nn%1$s', j);
         base_aggs := base_aggs || format(', count(b.__pgs_a%1$s) AS __pgs_nn%1$s', j);
@@ -1539,16 +1550,20 @@ BEGIN
             st_defs := st_defs || format(', __pgs_s%1$s numeric, __pgs_sc%1$s bigint[]', j);
             -- level 1 groups the delta by key and scale, so level 2 gathers one (scale, net
             -- count) pair per scale present, not one scale per changed row
-            l1_group := l1_group || format(', scale(b.__pgs_a%1$s::numeric)', j);
-            l1_aggs := l1_aggs || format(
-                ', scale(b.__pgs_a%1$s::numeric) AS __pgs_sc%1$s'
-                ', sum(b.__pgs_sign * b.__pgs_a%1$s::numeric) AS __pgs_ds%1$s', j);
+            IF f = j THEN
+                l1_group := l1_group || format(', scale(b.__pgs_a%1$s::numeric)', j);
+                l1_aggs := l1_aggs || format(
+                    ', scale(b.__pgs_a%1$s::numeric) AS __pgs_sc%1$s'
+                    ', sum(b.__pgs_sign * b.__pgs_a%1$s::numeric) AS __pgs_ds%1$s', j);
+                special := special || format(' OR b.__pgs_a%1$s::numeric IN '
+                                             '(''NaN'', ''Infinity'', ''-Infinity'')', j);
+            END IF;
             dg_aggs := dg_aggs || format(
-                ', sum(b.__pgs_ds%1$s) AS __pgs_ds%1$s'
-                ', array_agg(b.__pgs_sc%1$s) FILTER (WHERE b.__pgs_sc%1$s IS NOT NULL) '
+                ', sum(b.__pgs_ds%2$s) AS __pgs_ds%1$s'
+                ', array_agg(b.__pgs_sc%2$s) FILTER (WHERE b.__pgs_sc%2$s IS NOT NULL) '
                 'AS __pgs_dsc%1$s'
-                ', array_agg(b.__pgs_dnn%1$s) FILTER (WHERE b.__pgs_sc%1$s IS NOT NULL) '
-                'AS __pgs_dscn%1$s', j);
+                ', array_agg(b.__pgs_dnn%3$s) FILTER (WHERE b.__pgs_sc%2$s IS NOT NULL) '
+                'AS __pgs_dscn%1$s', j, f, g);
             new_cols := new_cols || format(
                 ', coalesce(o.__pgs_s%1$s, 0) + coalesce(d.__pgs_ds%1$s, 0) AS __pgs_s%1$s'
                 ', pgstream_lite.scale_add(o.__pgs_sc%1$s, d.__pgs_dsc%1$s, d.__pgs_dscn%1$s) '
@@ -1557,8 +1572,6 @@ BEGIN
                 ', sum(b.__pgs_a%1$s::numeric) AS __pgs_s%1$s, pgstream_lite.scale_merge(NULL, '
                 'array_agg(scale(b.__pgs_a%1$s::numeric)) FILTER (WHERE b.__pgs_a%1$s IS NOT '
                 'NULL), NULL) AS __pgs_sc%1$s', j);
-            special := special || format(' OR b.__pgs_a%1$s::numeric IN '
-                                         '(''NaN'', ''Infinity'', ''-Infinity'')', j);
         ELSIF a->>'fn' IN ('MIN', 'MAX') THEN
             st_cols := st_cols || format(', __pgs_m%s', j);
             st_defs := st_defs || format(', __pgs_m%s %s', j, a->>'type');
