@@ -5,6 +5,7 @@ for a minute over them. Asserted: the one warning of each dbt command and its ex
 model's adapter response for the replace), what each engine's catalog shows, no suspension caused
 by the missing relation, refresh_all_stream_tables (refuses listing them; skip_broken refreshes
 the others), and that the next `dbt run` makes every stream table equal to its query again.
+TestHookCost: the package's on-run-end hook queries the catalog once when it must, never else.
 """
 
 from __future__ import annotations
