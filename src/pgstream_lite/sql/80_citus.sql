@@ -293,6 +293,8 @@ $$;
 -- distributed by the source's distribution column and co-located with it when Citus shows that
 -- the query keeps that column (a filter on the output column prunes the query to one shard:
 -- every output row with key k comes from source rows with key k), else coordinator-local.
+-- An explicit choice (the dbt package's model config) is read from the transaction-local
+-- setting pgstream_lite.citus_distribution (citus_explicit_placement).
 CREATE OR REPLACE FUNCTION pgstream_lite.citus_place_storage(p_pgs_id bigint)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -305,7 +307,6 @@ DECLARE
     v_tasks integer;
     v_placement jsonb;
     v_storage text;
-    v_index text;
 BEGIN
     SELECT * INTO m FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
     IF m.citus ? 'storage' THEN
@@ -316,7 +317,10 @@ BEGIN
     v_src := pgstream_lite.citus_source(p_pgs_id);
     v_placement := jsonb_build_object('storage', 'local', 'reason',
                                       'the query reads no distributed table');
-    IF v_src IS NOT NULL THEN
+    IF coalesce(current_setting('pgstream_lite.citus_distribution', true), '') <> '' THEN
+        v_placement := pgstream_lite.citus_explicit_placement(p_pgs_id, v_src,
+            current_setting('pgstream_lite.citus_distribution')::jsonb);
+    ELSIF v_src IS NOT NULL THEN
         v_col := pgstream_lite.citus_dist_column(v_src);
         v_placement := jsonb_build_object('storage', 'local', 'source', v_src::regclass::text,
             'reason', format('the query does not keep %s''s distribution column %s',
@@ -333,32 +337,176 @@ BEGIN
                 v_tasks := NULL;  -- e.g. no literal of the key's type: stays local
             END;
             IF v_tasks = 1 THEN
-                -- the guard triggers (50_api.sql) would fire on the shards, where the refresh's
-                -- transaction-local flag is not set: on a distributed stream table they stay on
-                -- the coordinator's shell table only (docs/citus.md: writes are not guarded)
-                PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
-                EXECUTE format('DROP TRIGGER IF EXISTS __pgs_guard_dml ON %s', v_storage);
-                EXECUTE format('DROP TRIGGER IF EXISTS __pgs_guard_truncate ON %s', v_storage);
-                -- Citus keeps a unique index only when it includes the distribution column
-                FOR v_index IN SELECT i.indexrelid::regclass::text FROM pg_index i
-                                 JOIN pg_attribute a ON a.attrelid = i.indrelid
-                                  AND a.attnum = i.indkey[0] AND a.attname = '__pgs_row_id'
-                                WHERE i.indrelid = v_storage::regclass AND i.indisunique
-                                  AND i.indnatts = 1 LOOP
-                    EXECUTE format('DROP INDEX %s', v_index);
-                END LOOP;
-                EXECUTE format('CREATE UNIQUE INDEX ON %s (__pgs_row_id, %I)', v_storage,
-                               v_col.col_name);
+                PERFORM pgstream_lite.citus_prepare_storage(v_storage, v_col.col_name);
                 PERFORM create_distributed_table(v_storage, v_col.col_name,
                                                  colocate_with => v_src::regclass::text);
                 v_placement := jsonb_build_object('storage', 'distributed', 'source',
-                    v_src::regclass::text, 'column', v_col.col_name,
+                    v_src::regclass::text, 'column', v_col.col_name, 'keyed', true,
+                    'colocate', v_src::regclass::text,
                     'reason', format('the query keeps %s''s distribution column %s: co-located '
                                      'with it', v_src::regclass::text, v_col.col_name));
             END IF;
         END IF;
     END IF;
     UPDATE pgstream_lite.st_meta x SET citus = v_placement WHERE x.pgs_id = p_pgs_id;
+END;
+$$;
+
+-- Makes storage table p_storage ready for create_distributed_table / create_reference_table:
+-- the guard triggers (50_api.sql) would fire on the shards, where the refresh's
+-- transaction-local flag is not set, so they go (docs/citus.md: writes are not guarded); and,
+-- when p_col is given (hash distribution), the unique index on __pgs_row_id alone becomes
+-- (__pgs_row_id, p_col): Citus keeps a unique index only when it includes the distribution column.
+CREATE OR REPLACE FUNCTION pgstream_lite.citus_prepare_storage(p_storage text, p_col text)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_index text;
+BEGIN
+    PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
+    EXECUTE format('DROP TRIGGER IF EXISTS __pgs_guard_dml ON %s', p_storage);
+    EXECUTE format('DROP TRIGGER IF EXISTS __pgs_guard_truncate ON %s', p_storage);
+    IF p_col IS NULL THEN
+        RETURN;
+    END IF;
+    FOR v_index IN SELECT i.indexrelid::regclass::text FROM pg_index i
+                     JOIN pg_attribute a ON a.attrelid = i.indrelid
+                      AND a.attnum = i.indkey[0] AND a.attname = '__pgs_row_id'
+                    WHERE i.indrelid = p_storage::regclass AND i.indisunique
+                      AND i.indnatts = 1 LOOP
+        EXECUTE format('DROP INDEX %s', v_index);
+    END LOOP;
+    EXECUTE format('CREATE UNIQUE INDEX ON %s (__pgs_row_id, %I)', p_storage, p_col);
+END;
+$$;
+
+-- The storage placement asked for explicitly (p_spec, from the setting
+-- pgstream_lite.citus_distribution, which the dbt package sets for a model's `distributed_by`,
+-- `colocate_with` or `reference` config): {"reference": true}, or {"distributed_by": column}
+-- and/or {"colocate_with": "schema.table"} (a hash-distributed table; without distributed_by
+-- the column of that table's name). Distributes the storage and returns its st_meta.citus
+-- entry. The refresh takes CITUS_KEYS only when the storage ends up distributed by the
+-- source's distribution column, co-located with it, and Citus confirms the query keeps that
+-- column (as for the automatic choice); else CITUS_RECOMPUTE. Raises, naming the stream table,
+-- the key, the value and what is allowed, on a bad choice (the create is rolled back).
+CREATE OR REPLACE FUNCTION pgstream_lite.citus_explicit_placement(p_pgs_id bigint, p_src oid,
+                                                                  p_spec jsonb)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    st pgstream.pgs_stream_tables;
+    m pgstream_lite.st_meta;
+    v_storage text;
+    v_cols text[];
+    v_col text := p_spec->>'distributed_by';
+    v_with text := p_spec->>'colocate_with';
+    v_with_oid oid;
+    v_src_col record;
+    v_same_group boolean := false;
+    v_sample text;
+    v_plan jsonb;
+    v_tasks integer;
+    v_keyed boolean := false;
+    v_where text;
+BEGIN
+    SELECT * INTO st FROM pgstream.pgs_stream_tables s WHERE s.pgs_id = p_pgs_id;
+    SELECT * INTO m FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
+    v_storage := format('%I.%I', st.pgs_schema, st.pgs_name);
+    v_where := format('invalid Citus distribution for stream table %s.%s: ', st.pgs_schema,
+                      st.pgs_name);
+    -- the query's output columns (not the engine's own, __pgs_count & co)
+    SELECT array_agg(c) INTO v_cols FROM unnest(pgstream_lite.stored_columns(m)) c
+     WHERE c NOT LIKE '\_\_pgs\_%';
+    IF coalesce((p_spec->>'reference')::boolean, false) THEN
+        IF v_col IS NOT NULL OR v_with IS NOT NULL THEN
+            RAISE EXCEPTION '%reference=true cannot be combined with distributed_by or '
+                            'colocate_with (a reference table is copied to every node)', v_where;
+        END IF;
+        PERFORM pgstream_lite.citus_prepare_storage(v_storage, NULL);
+        PERFORM create_reference_table(v_storage);
+        RETURN jsonb_build_object('storage', 'reference', 'source', p_src::regclass::text,
+                                  'keyed', false, 'explicit', p_spec,
+                                  'reason', 'reference: true asked for (model config)');
+    END IF;
+    IF v_with IS NOT NULL THEN
+        v_with_oid := to_regclass(v_with);
+        IF v_with_oid IS NULL
+           OR pgstream_lite.citus_table_kind(v_with_oid) IS DISTINCT FROM 'distributed' THEN
+            RAISE EXCEPTION '%colocate_with=''%'' is not allowed: % (expected a hash-distributed '
+                            'Citus table, schema-qualified)', v_where, v_with,
+                            CASE WHEN v_with_oid IS NULL THEN 'no such relation'
+                                 ELSE 'it is not a hash-distributed table' END;
+        END IF;
+        v_col := coalesce(v_col, (pgstream_lite.citus_dist_column(v_with_oid)).col_name);
+    END IF;
+    IF v_col IS NULL OR NOT v_col = ANY (v_cols) THEN
+        RAISE EXCEPTION '%distributed_by=''%'' is not allowed: expected one of the output '
+                        'columns (%)', v_where, coalesce(v_col, 'NULL'),
+                        array_to_string(v_cols, ', ');
+    END IF;
+    IF p_src IS NOT NULL THEN
+        v_src_col := pgstream_lite.citus_dist_column(p_src);
+        IF v_with_oid IS NULL THEN
+            v_same_group := true;
+        ELSE
+            EXECUTE 'SELECT count(DISTINCT p.colocationid) = 1 FROM pg_catalog.pg_dist_partition p '
+                    'WHERE p.logicalrelid IN ($1, $2)' INTO v_same_group USING p_src, v_with_oid;
+        END IF;
+        IF v_same_group AND v_src_col.col_name = v_col THEN
+            EXECUTE format('SELECT %I::text FROM %s LIMIT 1', v_col, p_src::regclass)
+                INTO v_sample;
+            BEGIN
+                EXECUTE format('EXPLAIN (FORMAT JSON) SELECT * FROM (%s) q WHERE q.%I = %L::%s',
+                               m.body, v_col, coalesce(v_sample, '0'), v_src_col.col_type)
+                    INTO v_plan;
+                v_tasks := (jsonb_path_query_first(v_plan, 'strict $.**."Task Count"'))::integer;
+            EXCEPTION WHEN OTHERS THEN
+                v_tasks := NULL;
+            END;
+            v_keyed := v_tasks = 1;
+        END IF;
+    END IF;
+    PERFORM pgstream_lite.citus_prepare_storage(v_storage, v_col);
+    PERFORM create_distributed_table(v_storage, v_col, colocate_with =>
+        coalesce(v_with_oid::regclass::text,
+                 CASE WHEN v_keyed THEN p_src::regclass::text ELSE 'default' END));
+    RETURN jsonb_build_object('storage', 'distributed', 'source', p_src::regclass::text,
+        'column', v_col, 'keyed', v_keyed, 'explicit', p_spec,
+        'colocate', coalesce(v_with_oid::regclass::text,
+                             CASE WHEN v_keyed THEN p_src::regclass::text END),
+        'reason', format('distributed_by %s%s asked for (model config)%s', v_col,
+                         coalesce(', colocate_with ' || v_with_oid::regclass::text, ''),
+                         CASE WHEN v_keyed THEN format(': it keeps %s''s distribution column',
+                                                       p_src::regclass::text)
+                              WHEN p_src IS NULL THEN ''
+                              ELSE format(': not %s''s distribution column co-located with it '
+                                          '(changes are not keyed by it)', p_src::regclass::text)
+                         END));
+END;
+$$;
+
+-- The dbt package calls this right after create_stream_table when a model asks for a
+-- distribution: raises when the setting was not applied (the query reads no Citus table, so
+-- no placement was made, or Citus is not installed). Returns st_meta.citus.
+CREATE OR REPLACE FUNCTION pgstream_lite.citus_assert_distribution(p_name text)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    v jsonb;
+    v_id bigint;
+BEGIN
+    SELECT s.pgs_id INTO v_id FROM pgstream.pgs_stream_tables s
+     WHERE s.pgs_schema || '.' || s.pgs_name = p_name
+        OR (s.pgs_name = p_name AND s.pgs_schema = current_schema());
+    SELECT x.citus INTO v FROM pgstream_lite.st_meta x WHERE x.pgs_id = v_id;
+    IF to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RAISE EXCEPTION 'invalid Citus distribution for stream table %: the citus extension is '
+                        'not installed in this database', p_name;
+    END IF;
+    IF v IS NULL OR NOT (v ? 'explicit') THEN
+        RAISE EXCEPTION 'invalid Citus distribution for stream table %: its query reads no Citus '
+                        'table (distributed or reference), so its storage stays on the '
+                        'coordinator; distributed_by / colocate_with / reference apply to stream '
+                        'tables over Citus tables', p_name;
+    END IF;
+    RETURN v;
 END;
 $$;
 
@@ -375,7 +523,7 @@ BEGIN
         RETURN NULL;
     END IF;
     v := v || jsonb_build_object('reason_storage', v->>'reason');
-    IF v->>'storage' = 'distributed' AND NOT EXISTS (
+    IF v->>'storage' = 'distributed' AND coalesce((v->>'keyed')::boolean, true) AND NOT EXISTS (
             SELECT 1 FROM pgstream.pgs_dependencies d
              WHERE d.pgs_id = p_pgs_id
                AND pgstream_lite.citus_table_kind(d.source_relid) IS DISTINCT FROM 'distributed')
@@ -384,8 +532,11 @@ BEGIN
             format('recompute the %s keys named by the changes, on the workers', v->>'column'));
     END IF;
     RETURN v || jsonb_build_object('path', 'CITUS_RECOMPUTE', 'reason',
-        CASE WHEN v->>'storage' = 'distributed'
+        CASE WHEN v->>'storage' = 'distributed' AND coalesce((v->>'keyed')::boolean, true)
              THEN 'it also reads tables whose changes are not keyed (e.g. reference tables)'
+             WHEN v->>'storage' = 'distributed'
+             THEN 'the storage is not distributed by the source''s key, co-located with it'
+             WHEN v->>'storage' = 'reference' THEN 'the storage is a reference table'
              ELSE 'the query does not keep the distribution column' END
         || ': the changes are claimed and the whole query re-run');
 END;
@@ -403,7 +554,10 @@ BEGIN
         RETURN NULL;
     END IF;
     v_storage := CASE WHEN v->>'storage' = 'distributed'
-        THEN format('storage distributed by %s, co-located with %s', v->>'column', v->>'source')
+        THEN format('storage distributed by %s', v->>'column')
+             || coalesce(', co-located with ' || coalesce(v->>'colocate',
+                    CASE WHEN NOT v ? 'keyed' THEN v->>'source' END), '')
+        WHEN v->>'storage' = 'reference' THEN 'storage a reference table (a copy on every node)'
         ELSE 'storage on the coordinator' END || format(' (%s)', v->>'reason_storage');
     IF p_mode = 'FULL' THEN
         RETURN jsonb_build_object('path', 'FULL', 'reason',
