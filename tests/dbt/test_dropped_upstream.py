@@ -373,3 +373,54 @@ def differences(pg, streams: str) -> dict[str, int]:
             f"SELECT count(*) FROM ((SELECT {columns} FROM {table} EXCEPT ALL {query})"
             f" UNION ALL ({query} EXCEPT ALL SELECT {columns} FROM {table})) AS d")
     return found
+
+
+STG_ORDERS_VIEW = """{{ config(materialized='view') }}
+SELECT id, customer_id, amount FROM {{ ref('raw_orders') }}
+"""
+VIEW_TOTALS = """{{ config(materialized='stream_table') }}
+SELECT customer_id, SUM(amount) AS total_amount FROM {{ ref('stg_orders_v') }} GROUP BY customer_id
+"""
+VIEW_TOTALS_QUERY = "SELECT customer_id, SUM(amount) FROM {s}.raw_orders GROUP BY customer_id"
+
+
+class TestViewModelRebuilt(SeededProject):
+    """A stream table over a `view` model: dbt rebuilds the view on every run, by renaming the old
+    one away and dropping it, so the stream table reads a dropped relation (every engine marks it
+    ERROR). The hook names it after a run that rebuilt the view alone, and the stream table is
+    replaced by every run that deploys it after the view: it then equals its query and follows
+    its sources again."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def models(cls):
+        return {"stg_orders_v.sql": STG_ORDERS_VIEW, "view_totals.sql": VIEW_TOTALS}
+
+    def differs(self, pg) -> int:
+        query = VIEW_TOTALS_QUERY.format(s=pg.schema)
+        table = f"SELECT customer_id, total_amount FROM {pg.schema}.view_totals"
+        return pg.value(f"SELECT count(*) FROM (({table} EXCEPT ALL {query})"
+                        f" UNION ALL ({query} EXCEPT ALL {table})) AS d")
+
+    def test_view_rebuilt_then_next_run_restores(self, project, pg):
+        s = pg.schema
+        results = run_dbt(["run"])
+        assert message(results, "view_totals") == "created"
+        results, logs = run_dbt_and_capture(["run", "--select", "stg_orders_v"])
+        assert [str(r.status) for r in results] == ["success"]
+        if pg.st("view_totals") is not None:
+            # the engine kept it: the warning names it, as reading a dropped relation
+            now, _, select = parse_warning(one_line(logs, "rebuilt stg_orders_v (view)"))
+            assert (now, select) == (["view_totals"], {"view_totals+"})
+            assert f"view_totals ({s}.view_totals)" in logs
+        # dbt recreates a view on every run, so each run replaces the stream table over it
+        # (README: prefer an ephemeral or stream_table model under a stream table)
+        for _ in range(2):
+            results = run_dbt(["run"])
+            assert "upstream replaced" in message(results, "view_totals")
+            assert pg.st("view_totals")["status"] == "ACTIVE"
+            assert self.differs(pg) == 0
+        pg.execute(f"INSERT INTO {s}.raw_orders VALUES (100, 42, 5.00)")
+        run_dbt(["run-operation", "refresh_all_stream_tables"])
+        assert self.differs(pg) == 0
+        assert pg.value(f"SELECT total_amount FROM {s}.view_totals WHERE customer_id = 42") == 5

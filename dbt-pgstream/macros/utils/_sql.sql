@@ -232,13 +232,16 @@ END
 {%- endmacro %}
 
 {#- A SELECT of the dependency rows (`dep`) of stream table `alias` whose source relation (a
-    table or stream table) was dropped, e.g. replaced earlier in this run: it reads a dead
-    relation. Shared by the look-up (replace it) and the stream_table_healthy test. -#}
+    table, view or stream table) was dropped, e.g. replaced earlier in this run: it reads a dead
+    relation. Views count: dbt rebuilds a `view` model by renaming the old view away and dropping
+    it, and the stream table's recorded dependency (and, on pg_trickle, its inlined definition)
+    still names the dropped one, so it is replaced like over a rebuilt table. Shared by the
+    look-up (replace it) and the stream_table_healthy test. -#}
 {% macro _pgstream_sql_dropped_sources(alias='st') -%}
   {%- set e = dbt_pgstream._pgstream_engine() -%}
   SELECT dep.source_relid FROM {{ e.dependencies }} AS dep
   WHERE dep.{{ e.id }} = {{ alias }}.{{ e.id }}
-    AND dep.source_type IN ('TABLE', 'STREAM_TABLE')
+    AND dep.source_type IN ('TABLE', 'STREAM_TABLE', 'VIEW')
     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class AS src WHERE src.oid = dep.source_relid)
 {%- endmacro %}
 
