@@ -2,7 +2,8 @@
 --
 -- Each DIFFERENTIAL stream table gets a plan (pgstream_lite.dvm_plan, cached in st_meta.dvm) that
 -- names the path its refreshes take, and why:
---   LINEAR    scan / filter / projection / inner joins (at most 3 tables): the delta of the
+--   LINEAR    scan / filter / projection / inner joins (at most 5 tables), one LEFT JOIN of the
+--             last table, UNION ALL of such SELECTs: the delta of the
 --             output is computed from the change buffers' old and new row images and applied
 --             row by row. For tables R1..Rn (current state Ni, change Di = Di+ - Di-):
 --             N1..Nn - (N1-D1)..(Nn-Dn) = sum over non-empty subsets S of (-1)^(|S|+1) times the
@@ -10,12 +11,16 @@
 --             row joined from two changed sides is counted once. Each Di is split into its + and
 --             - images: every branch has a constant sign. Bag semantics: the delta is netted per
 --             row hash and the stored occurrences 1..c of a row (ids h, hash_multi(h, 2), ...)
---             stay dense: c grows or shrinks at the top.
+--             stay dense: c grows or shrinks at the top. A LEFT JOIN of R adds the left rows
+--             whose match count in R goes to or from 0 (see refresh_linear); a UNION ALL is the
+--             union of its branches' deltas.
 --   KEYED     GROUP BY (no HAVING / grouping sets) or DISTINCT: the groups whose key appears in the
 --             delta (old or new images, joined with the other tables' current rows and images)
 --             are recomputed, with the key restriction pushed into the query, and diffed with
 --             the stored rows of those groups (MIN/MAX and every other aggregate included).
---   AGG       GROUP BY of COUNT/SUM/AVG/MIN/MAX: maintained algebraically (see below).
+--   AGG       GROUP BY of COUNT/SUM/AVG/MIN/MAX, the same without GROUP BY (one group), and
+--             SELECT DISTINCT (a GROUP BY counting rows): maintained algebraically (see below).
+-- The images are decoded for the columns the query reads only (used_columns).
 --   RECOMPUTE anything else: the whole query is re-run and diffed by row id.
 -- A TRUNCATE of a source in the consumed changes makes that one refresh RECOMPUTE.
 --
@@ -692,6 +697,8 @@ DECLARE
     v_used text[];
     guards text[];
     ub record;
+    v_one boolean;
+    v_prev text := p_prev;
     inner_body text;
     nall integer := jsonb_array_length(p_plan->'items');
     rit jsonb;
@@ -709,14 +716,26 @@ DECLARE
     u_cols text;
 BEGIN
     SELECT * INTO m FROM pgstream_lite.st_meta s WHERE s.pgs_id = p_pgs_id;
+    -- One table (no UNION ALL, no LEFT JOIN): both branches always (each gated on its images
+    -- being there), so no emptiness probe, and the statement is built once with the frontier
+    -- as its parameter and kept with the plan in st_meta.dvm (dropped with it).
+    v_one := n = 1 AND NOT p_plan ? 'union' AND NOT p_plan ? 'left';
+    IF v_one AND p_plan->>'sql' IS NOT NULL AND p_plan->>'sql_storage' = p_storage THEN
+        EXECUTE p_plan->>'sql' INTO ins, del, snap, v_flag USING p_prev;
+        truncated := v_flag IS NOT DISTINCT FROM 'T';
+        RETURN;
+    END IF;
+    IF v_one THEN
+        v_prev := '__pgs_prev__';
+    END IF;
     SELECT array_agg(DISTINCT (v->>'relid')::oid) INTO relids FROM jsonb_array_elements(items) v;
     SELECT array_agg(array_position(relids, (v->>'relid')::oid) ORDER BY o) INTO rel_idx
       FROM jsonb_array_elements(items) WITH ORDINALITY AS u(v, o);
     FOR k IN 1 .. cardinality(relids) LOOP
         ctes := ctes || format(E'__pgs_p%s AS MATERIALIZED (%s),\n__pgs_m%s AS MATERIALIZED (%s),\n',
-                               k, pgstream_lite.delta_images_sql(relids[k], p_prev, '+',
+                               k, pgstream_lite.delta_images_sql(relids[k], v_prev, '+',
                                       p_plan->'cols'->(relids[k]::text), n = 1),
-                               k, pgstream_lite.delta_images_sql(relids[k], p_prev, '-',
+                               k, pgstream_lite.delta_images_sql(relids[k], v_prev, '-',
                                       p_plan->'cols'->(relids[k]::text), n = 1));
     END LOOP;
     SELECT string_agg(format('__pgs_q.%I', c), ', ' ORDER BY o),
@@ -742,7 +761,7 @@ BEGIN
     -- commit before the refresh statement's snapshot would be lost, so that statement checks
     -- again, writes nothing if so (flag 'R') and the refresh is built again; after a few such
     -- races every branch is kept.
-    IF v_attempt <= 3 THEN
+    IF v_attempt <= 3 AND NOT v_one THEN
         EXECUTE 'SELECT ARRAY[' || (SELECT string_agg(format(
                     'EXISTS (%s LIMIT 1), EXISTS (%s LIMIT 1)',
                     pgstream_lite.delta_exists_sql(r, p_prev, '+'),
@@ -933,14 +952,24 @@ BEGIN
         'WHERE z.__pgs_n > 0 RETURNING 1)\n'
         'SELECT (SELECT count(*) FROM __pgs_ins), (SELECT count(*) FROM __pgs_del), '
         'pg_current_snapshot()::text, (SELECT t FROM __pgs_t)',
-        ctes, pgstream_lite.truncated_sql(relids, p_prev),
+        ctes, pgstream_lite.truncated_sql(relids, v_prev),
         coalesce(nullif(array_to_string(guards, ' OR '), ''), 'false'),
         array_to_string(branches, E'\nUNION ALL\n'), b_cols,
         p_storage, p_storage, p_storage, p_storage, v_cols, z_cols);
     IF current_setting('pgstream_lite.debug', true) = 'on' THEN
         RAISE NOTICE 'pgstream-lite LINEAR refresh: %', v_sql;
     END IF;
-    EXECUTE v_sql INTO ins, del, snap, v_flag;
+    IF v_one THEN
+        v_sql := replace(v_sql, quote_literal(v_prev), '$1::pg_snapshot');
+        BEGIN
+            UPDATE pgstream_lite.st_meta s
+               SET dvm = s.dvm || jsonb_build_object('sql', v_sql, 'sql_storage', p_storage)
+             WHERE s.pgs_id = p_pgs_id AND s.dvm IS NOT NULL;
+        EXCEPTION WHEN insufficient_privilege THEN
+            NULL;  -- not cached: built again next time
+        END;
+    END IF;
+    EXECUTE v_sql INTO ins, del, snap, v_flag USING p_prev;
     EXIT attempt WHEN v_flag IS DISTINCT FROM 'R';
     END LOOP;
     truncated := v_flag IS NOT DISTINCT FROM 'T';
