@@ -45,6 +45,8 @@
     {%- do changes.append(dbt_pgstream._pgstream_change(what, none, none, text, true,
                                                         configuration)) -%}
   {%- endfor -%}
+  {#- the storage's distribution on Citus (_citus.sql) -#}
+  {%- do changes.extend(dbt_pgstream._pgstream_citus_changes(cfg, state)) -%}
   {#- pg_trickle's options that only a replace applies -#}
   {%- for key, held in state.option_state.items()
         if held[1] and not dbt_pgstream._pgstream_option_spec(key).alter -%}

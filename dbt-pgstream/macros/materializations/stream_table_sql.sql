@@ -22,6 +22,7 @@
   {%- if state.is_stream_table -%}
     {%- set condition = dbt_pgstream._pgstream_sql_needs_replace(query, cfg.schedule,
         full_refresh, options=cfg.options) -%}
+    {%- set condition = dbt_pgstream._pgstream_citus_replace_condition(condition, cfg) -%}
     {%- if engine.pg_stream_01 and state.upstream_replaced -%}
       {%- do drop.append(dbt_pgstream._pgstream_drop_storage_sql(relation, condition)) -%}
     {%- else -%}
@@ -61,9 +62,12 @@
   {%- if engine.serialize_creates -%}
     {%- do statements.append(dbt_pgstream._pgstream_create_lock_sql()) -%}
   {%- endif -%}
-  {%- set statements = statements + (drop or []) -%}
+  {%- set statements = statements + (drop or [])
+      + dbt_pgstream._pgstream_citus_before_create_sql(cfg) -%}
   {%- do statements.append(dbt_pgstream.create_stream_table(
       relation, query, cfg.schedule, cfg.refresh_mode, cfg.initialize, cfg.options)) -%}
+  {%- set statements = statements
+      + dbt_pgstream._pgstream_citus_after_create_sql(relation, cfg) -%}
   {%- if engine.pg_stream_01 and cfg.refresh_mode == 'DIFFERENTIAL' -%}
     {%- do statements.append(dbt_pgstream._pgstream_assert_no_shared_differential_sql(
         relation)) -%}

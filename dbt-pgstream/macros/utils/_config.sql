@@ -181,5 +181,6 @@
       'on_configuration_change': on_configuration_change,
       'indexes': dbt_pgstream._pgstream_indexes_config(name),
       'options': dbt_pgstream._pgstream_options_config(refresh_mode),
+      'distribution': dbt_pgstream._pgstream_citus_config(),
   }) }}
 {% endmacro %}

@@ -13,6 +13,7 @@
 {% macro _pgstream_assert_engine_supports(relation, cfg, query) %}
   {%- set e = dbt_pgstream._pgstream_engine() -%}
   {%- do dbt_pgstream._pgstream_assert_engine_has_options(relation, cfg, e) -%}
+  {%- do dbt_pgstream._pgstream_citus_assert_supported(relation, cfg, e) -%}{#- _citus.sql -#}
   {%- if e.quotes_names and not e.pg_stream_01 -%}{{ return(none) }}{%- endif -%}
   {%- set engine_version = e.engine ~ ' ' ~ e.version -%}
   {%- set where = "dbt_pgstream: cannot deploy stream_table model '" ~ model.name ~ "' ("

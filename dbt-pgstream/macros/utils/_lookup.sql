@@ -42,7 +42,8 @@
         {{ dbt_pgstream._pgstream_sql_current_comments() }} AS current_comments,
         {{ dbt_pgstream._pgstream_sql_dependent_stream_tables() }} AS dependent_stream_tables,
         {{ dbt_pgstream._pgstream_sql_orphans() }} AS orphans,
-        {{ dbt_pgstream._pgstream_sql_orphan_captures() }} AS orphan_captures
+        {{ dbt_pgstream._pgstream_sql_orphan_captures() }} AS orphan_captures,
+        {{ dbt_pgstream._pgstream_sql_citus_distribution(cfg) }} AS citus_distribution
     FROM (VALUES (1)) AS one (x)
     LEFT JOIN (pg_catalog.pg_class AS rel
                JOIN pg_catalog.pg_namespace AS ns ON ns.oid = rel.relnamespace)
@@ -67,7 +68,8 @@
   {#- JSON text columns (indexes, grants, comments: see _indexes.sql, _grants_docs.sql) -#}
   {%- for column, empty in [('managed_indexes', []), ('current_grants', {}),
                             ('current_comments', {}), ('dependent_stream_tables', []),
-                            ('orphans', []), ('orphan_captures', []), ('option_state', {})] -%}
+                            ('orphans', []), ('orphan_captures', []), ('option_state', {}),
+                            ('citus_distribution', {})] -%}
     {%- set value = row[column] -%}
     {%- do state.update({column: fromjson(value | string) if value is not none else empty}) -%}
   {%- endfor -%}

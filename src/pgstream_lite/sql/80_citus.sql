@@ -734,6 +734,11 @@ BEGIN
         ALTER FUNCTION pgstream.drop_stream_table(text) SET citus.enable_unsafe_triggers = on;
         ALTER FUNCTION pgstream.drop_stream_table(text)
             SET citus.multi_shard_modify_mode = 'sequential';
+        -- a reference-table storage has a placement on the coordinator, which Citus would drop
+        -- by local execution; a create later in the same transaction (a dbt replace) then fails
+        -- ('cannot switch local execution status ... visibility problems'): drop over a
+        -- connection instead
+        ALTER FUNCTION pgstream.drop_stream_table(text) SET citus.enable_local_execution = off;
     END IF;
 END;
 $$;
