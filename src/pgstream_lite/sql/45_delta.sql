@@ -1155,10 +1155,13 @@ BEGIN
     IF cardinality(r) = 0 THEN
         r := ARRAY[0]::bigint[];  -- lower bound 1: elements set beyond it pad with NULL
     END IF;
+    -- (NaN and ±Infinity have no scale: NULL, skipped)
     FOREACH x IN ARRAY coalesce(p_plus, '{}') LOOP
+        CONTINUE WHEN x IS NULL;
         r[x + 1] := coalesce(r[x + 1], 0) + 1;
     END LOOP;
     FOREACH x IN ARRAY coalesce(p_minus, '{}') LOOP
+        CONTINUE WHEN x IS NULL;
         r[x + 1] := coalesce(r[x + 1], 0) - 1;
     END LOOP;
     n := coalesce(array_length(r, 1), 0);
@@ -1188,6 +1191,7 @@ BEGIN
         r := ARRAY[0]::bigint[];  -- lower bound 1: elements set beyond it pad with NULL
     END IF;
     FOR i IN 1 .. coalesce(cardinality(p_scales), 0) LOOP
+        CONTINUE WHEN p_scales[i] IS NULL;  -- NaN, ±Infinity
         r[p_scales[i] + 1] := coalesce(r[p_scales[i] + 1], 0) + coalesce(p_counts[i], 0);
     END LOOP;
     n := coalesce(array_length(r, 1), 0);
@@ -1584,7 +1588,8 @@ BEGIN
                 l1_aggs := l1_aggs || format(
                     ', scale(b.__pgs_a%1$s::numeric) AS __pgs_sc%1$s'
                     ', sum(b.__pgs_sign * b.__pgs_a%1$s::numeric) AS __pgs_ds%1$s', j);
-                special := special || format(' OR b.__pgs_a%1$s::numeric IN '
+                -- a NaN or ±Infinity in a group's delta makes its summed delta one too
+                special := special || format(' OR sum(b.__pgs_ds%1$s) IN '
                                              '(''NaN'', ''Infinity'', ''-Infinity'')', j);
             END IF;
             dg_aggs := dg_aggs || format(
@@ -1774,10 +1779,10 @@ BEGIN
         E'WITH %s'
         '__pgs_b AS (\n%s\n),\n'
         -- the delta per group, in two levels (see l1_group); NaN/Infinity found on the way
-        '__pgs_b1 AS (SELECT %s, sum(b.__pgs_sign) AS __pgs_dn%s, bool_or(%s) AS __pgs_special '
+        '__pgs_b1 AS (SELECT %s, sum(b.__pgs_sign) AS __pgs_dn%s '
         'FROM __pgs_b b GROUP BY %s%s),\n'
         '__pgs_dg AS MATERIALIZED (SELECT %s AS __pgs_kh, %s, sum(b.__pgs_dn)::bigint AS __pgs_dn'
-        '%s, bool_or(b.__pgs_special) AS __pgs_special FROM __pgs_b1 b GROUP BY %s),\n'
+        '%s, %s AS __pgs_special FROM __pgs_b1 b GROUP BY %s),\n'
         '__pgs_t AS MATERIALIZED (SELECT CASE WHEN %s THEN ''T'' WHEN %s THEN ''R'' '
         'WHEN EXISTS (SELECT 1 FROM __pgs_dg d WHERE d.__pgs_special) THEN ''K'' END AS t),\n'
         '__pgs_old AS MATERIALIZED (SELECT o.* FROM %s o WHERE o.__pgs_kh = ANY '
@@ -1802,12 +1807,12 @@ BEGIN
         'pg_current_snapshot()::text, (SELECT t FROM __pgs_t)',
         ctes, array_to_string(branches, E'\nUNION ALL\n'),
         (SELECT string_agg(format('b.__pgs_k%s', o), ', ') FROM generate_series(1, nk) o),
-        l1_aggs, special,
+        l1_aggs,
         (SELECT string_agg(format('b.__pgs_k%s', o), ', ') FROM generate_series(1, nk) o),
         l1_group,
         format(kh_sql, 'b'),
         (SELECT string_agg(format('b.__pgs_k%s', o), ', ') FROM generate_series(1, nk) o),
-        dg_aggs,
+        dg_aggs, special,
         (SELECT string_agg(format('b.__pgs_k%s', o), ', ') FROM generate_series(1, nk) o),
         pgstream_lite.truncated_sql(relids, v_prev),
         coalesce(nullif(array_to_string(guards, ' OR '), ''), 'false'),
