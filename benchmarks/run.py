@@ -1,5 +1,6 @@
 """`make bench`: dbt-pgstream's stream_table vs table vs materialized_view, on a local server,
-then pgstream-lite's DIFFERENTIAL vs FULL refresh per query shape (differential_refresh.py).
+then pgstream-lite's DIFFERENTIAL vs FULL refresh per query shape (differential_refresh.py),
+then one node vs a Citus cluster (citus_refresh.py; Citus from $CITUS_SOURCE, docs/citus.md).
 
     .venv/bin/python benchmarks/run.py [--quick] [--models 40,200] [--rows 100000,1000000]
                                        [--reps 3] [--threads 4]
@@ -14,6 +15,7 @@ from __future__ import annotations
 import sys
 import time
 
+import citus_refresh
 import differential_refresh
 from database import BenchServer
 from machine import machine_info
@@ -74,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     # then pgstream-lite's own refresh: DIFFERENTIAL vs FULL per query shape, capture overhead
     # (its report goes to benchmarks/differential_results.md)
     refresh_status = differential_refresh.main(["--quick"] if settings.quick else [])
-    return 0 if suite_ok and refresh_status == 0 else 1
+    # then one node vs a Citus coordinator + 2 workers (benchmarks/citus_results.md)
+    citus_status = citus_refresh.main(["--quick"] if settings.quick else [])
+    return 0 if suite_ok and refresh_status == 0 and citus_status == 0 else 1
 
 
 if __name__ == "__main__":

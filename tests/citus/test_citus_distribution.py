@@ -49,6 +49,26 @@ def _equal(conn: psycopg.Connection, name: str, query: str, cols: str) -> bool:
         f" AND NOT EXISTS (SELECT {cols} FROM {name} EXCEPT ALL ({query}))").fetchone()[0]
 
 
+def test_a_join_keeps_the_key_of_the_table_whose_column_it_outputs(
+        cconn: psycopg.Connection) -> None:
+    """`src JOIN people ON people.id = src.cid` outputs src.id, named like people's distribution
+    column: the storage must still be distributed by cid (the key the query keeps)."""
+    # created first: the lower oid, the first candidate (it was taken unprobed before)
+    cconn.execute("CREATE TABLE people (id int PRIMARY KEY, name text)")
+    _source(cconn)
+    cconn.execute("SELECT create_distributed_table('people', 'id', colocate_with => 'src')")
+    cconn.execute("INSERT INTO people SELECT g, 'p' || g FROM generate_series(0, 40) g")
+    query = ("SELECT s.id, s.cid, s.amount, p.name FROM src s JOIN people p ON p.id = s.cid "
+             "WHERE s.amount < 4")
+    cconn.execute("SELECT pgstream.create_stream_table('joined', %s)", (query,))
+    assert _placement(cconn, "joined") == ("h", "cid", True)
+    assert _tree(cconn, "joined").startswith("CITUS_KEYS:")
+    cconn.execute("UPDATE src SET amount = 1 WHERE id < 50")
+    cconn.execute("UPDATE people SET name = 'x' WHERE id = 3")
+    cconn.execute("SELECT pgstream.refresh_stream_table('joined')")
+    assert _equal(cconn, "joined", query, "id, cid, amount, name")
+
+
 def test_explicit_choices_place_the_storage_and_refreshes_stay_correct(
         cconn: psycopg.Connection) -> None:
     _source(cconn)

@@ -289,6 +289,49 @@ BEGIN
 END;
 $$;
 
+-- The distributed source whose distribution column the query keeps (NULL: none): among the
+-- stream table's distributed sources whose distribution column has the name of an output column
+-- (p_col, when given: that column), in oid order, the first for which Citus shows that a
+-- filter on that output column prunes the query to a single shard (`Task Count: 1`): every
+-- output row with key k then comes from source rows with key k. Probing each candidate, not
+-- only the first, matters for joins: `orders o JOIN customers c ON c.id = o.cust` outputs
+-- o.id, named like customers' distribution column id, yet keeps only orders' cust.
+CREATE OR REPLACE FUNCTION pgstream_lite.citus_keyed_source(p_pgs_id bigint, p_col text)
+RETURNS oid LANGUAGE plpgsql AS $$
+DECLARE
+    m pgstream_lite.st_meta;
+    v_src oid;
+    v_col record;
+    v_sample text;
+    v_plan jsonb;
+    v_tasks integer;
+BEGIN
+    SELECT * INTO m FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
+    FOR v_src IN SELECT d.source_relid FROM pgstream.pgs_dependencies d
+                  WHERE d.pgs_id = p_pgs_id
+                    AND pgstream_lite.citus_table_kind(d.source_relid) = 'distributed'
+                  ORDER BY d.source_relid LOOP
+        v_col := pgstream_lite.citus_dist_column(v_src);
+        CONTINUE WHEN NOT v_col.col_name = ANY (pgstream_lite.stored_columns(m))
+                   OR v_col.col_name IS DISTINCT FROM coalesce(p_col, v_col.col_name);
+        EXECUTE format('SELECT %I::text FROM %s LIMIT 1', v_col.col_name, v_src::regclass)
+            INTO v_sample;
+        BEGIN
+            EXECUTE format('EXPLAIN (FORMAT JSON) SELECT * FROM (%s) q WHERE q.%I = %L::%s',
+                           m.body, v_col.col_name, coalesce(v_sample, '0'), v_col.col_type)
+                INTO v_plan;
+            v_tasks := (jsonb_path_query_first(v_plan, 'strict $.**."Task Count"'))::integer;
+        EXCEPTION WHEN OTHERS THEN
+            v_tasks := NULL;  -- e.g. no literal of the key's type: not this one
+        END;
+        IF v_tasks = 1 THEN
+            RETURN v_src;
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END;
+$$;
+
 -- Where a stream table over Citus tables keeps its rows, decided once (st_meta.citus):
 -- distributed by the source's distribution column and co-located with it when Citus shows that
 -- the query keeps that column (a filter on the output column prunes the query to one shard:
@@ -302,11 +345,9 @@ DECLARE
     m pgstream_lite.st_meta;
     v_src oid;
     v_col record;
-    v_sample text;
-    v_plan jsonb;
-    v_tasks integer;
     v_placement jsonb;
     v_storage text;
+    v_key_src oid;
 BEGIN
     SELECT * INTO m FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
     IF m.citus ? 'storage' THEN
@@ -325,27 +366,18 @@ BEGIN
         v_placement := jsonb_build_object('storage', 'local', 'source', v_src::regclass::text,
             'reason', format('the query does not keep %s''s distribution column %s',
                              v_src::regclass::text, v_col.col_name));
-        IF v_col.col_name = ANY (pgstream_lite.stored_columns(m)) THEN
-            EXECUTE format('SELECT %I::text FROM %s LIMIT 1', v_col.col_name, v_src::regclass)
-                INTO v_sample;
-            BEGIN
-                EXECUTE format('EXPLAIN (FORMAT JSON) SELECT * FROM (%s) q WHERE q.%I = %L::%s',
-                               m.body, v_col.col_name, coalesce(v_sample, '0'), v_col.col_type)
-                    INTO v_plan;
-                v_tasks := (jsonb_path_query_first(v_plan, 'strict $.**."Task Count"'))::integer;
-            EXCEPTION WHEN OTHERS THEN
-                v_tasks := NULL;  -- e.g. no literal of the key's type: stays local
-            END;
-            IF v_tasks = 1 THEN
-                PERFORM pgstream_lite.citus_prepare_storage(v_storage, v_col.col_name);
-                PERFORM create_distributed_table(v_storage, v_col.col_name,
-                                                 colocate_with => v_src::regclass::text);
-                v_placement := jsonb_build_object('storage', 'distributed', 'source',
-                    v_src::regclass::text, 'column', v_col.col_name, 'keyed', true,
-                    'colocate', v_src::regclass::text,
-                    'reason', format('the query keeps %s''s distribution column %s: co-located '
-                                     'with it', v_src::regclass::text, v_col.col_name));
-            END IF;
+        v_key_src := pgstream_lite.citus_keyed_source(p_pgs_id, NULL);
+        IF v_key_src IS NOT NULL THEN
+            v_src := v_key_src;
+            v_col := pgstream_lite.citus_dist_column(v_src);
+            PERFORM pgstream_lite.citus_prepare_storage(v_storage, v_col.col_name);
+            PERFORM create_distributed_table(v_storage, v_col.col_name,
+                                             colocate_with => v_src::regclass::text);
+            v_placement := jsonb_build_object('storage', 'distributed', 'source',
+                v_src::regclass::text, 'column', v_col.col_name, 'keyed', true,
+                'colocate', v_src::regclass::text,
+                'reason', format('the query keeps %s''s distribution column %s: co-located '
+                                 'with it', v_src::regclass::text, v_col.col_name));
         END IF;
     END IF;
     UPDATE pgstream_lite.st_meta x SET citus = v_placement WHERE x.pgs_id = p_pgs_id;
@@ -399,11 +431,7 @@ DECLARE
     v_col text := p_spec->>'distributed_by';
     v_with text := p_spec->>'colocate_with';
     v_with_oid oid;
-    v_src_col record;
-    v_same_group boolean := false;
-    v_sample text;
-    v_plan jsonb;
-    v_tasks integer;
+    v_key_src oid;
     v_keyed boolean := false;
     v_where text;
 BEGIN
@@ -442,27 +470,15 @@ BEGIN
                         'columns (%)', v_where, coalesce(v_col, 'NULL'),
                         array_to_string(v_cols, ', ');
     END IF;
-    IF p_src IS NOT NULL THEN
-        v_src_col := pgstream_lite.citus_dist_column(p_src);
+    v_key_src := pgstream_lite.citus_keyed_source(p_pgs_id, v_col);
+    IF v_key_src IS NOT NULL THEN
         IF v_with_oid IS NULL THEN
-            v_same_group := true;
+            v_keyed := true;
         ELSE
             EXECUTE 'SELECT count(DISTINCT p.colocationid) = 1 FROM pg_catalog.pg_dist_partition p '
-                    'WHERE p.logicalrelid IN ($1, $2)' INTO v_same_group USING p_src, v_with_oid;
+                    'WHERE p.logicalrelid IN ($1, $2)' INTO v_keyed USING v_key_src, v_with_oid;
         END IF;
-        IF v_same_group AND v_src_col.col_name = v_col THEN
-            EXECUTE format('SELECT %I::text FROM %s LIMIT 1', v_col, p_src::regclass)
-                INTO v_sample;
-            BEGIN
-                EXECUTE format('EXPLAIN (FORMAT JSON) SELECT * FROM (%s) q WHERE q.%I = %L::%s',
-                               m.body, v_col, coalesce(v_sample, '0'), v_src_col.col_type)
-                    INTO v_plan;
-                v_tasks := (jsonb_path_query_first(v_plan, 'strict $.**."Task Count"'))::integer;
-            EXCEPTION WHEN OTHERS THEN
-                v_tasks := NULL;
-            END;
-            v_keyed := v_tasks = 1;
-        END IF;
+        p_src := v_key_src;
     END IF;
     PERFORM pgstream_lite.citus_prepare_storage(v_storage, v_col);
     PERFORM create_distributed_table(v_storage, v_col, colocate_with =>
