@@ -615,6 +615,13 @@ $$;
 -- Claim (delete and return) the changes buffered for stream table p_pgs_id in the buffers of
 -- its distributed sources, and those of stream tables dropped since: keys, a quoted list of the
 -- keys named; all_keys, true after a TRUNCATE or past 100 000 keys (recompute everything).
+-- Few keys (up to 64 per buffer): a read of every buffer shard finds them, then the DELETE
+-- names them, so Citus sends it only to their shards: a 1-row change touches one worker, and
+-- the refresh (its storage writes are on the same worker, co-located) commits without
+-- two-phase commit; deleting by key is safe, since a row of that key written meanwhile is
+-- also covered by the recompute, which reads later. Many keys: one DELETE ... RETURNING over
+-- every shard. The reads use one connection per worker (max_adaptive_executor_pool_size 1):
+-- each shard's task is tiny, and opening connections cost more than it saved (measured).
 CREATE OR REPLACE FUNCTION pgstream_lite.citus_claim(p_pgs_id bigint, OUT keys text,
                                                      OUT all_keys boolean)
 LANGUAGE plpgsql AS $$
@@ -623,11 +630,42 @@ DECLARE
     r record;
     v_live bigint[] := (SELECT array_agg(s.pgs_id) FROM pgstream.pgs_stream_tables s);
     v_keys text[] := '{}';
+    v_found text[];
+    v_t boolean;
+    v_type text;
+    v_pool text := current_setting('citus.max_adaptive_executor_pool_size');
 BEGIN
     all_keys := false;
+    PERFORM set_config('citus.max_adaptive_executor_pool_size', '1', true);
     FOR b IN SELECT * FROM pgstream_lite.st_buffers(p_pgs_id) s
               WHERE s.buffer_name IS NOT NULL
                 AND pgstream_lite.citus_table_kind(s.source_relid) = 'distributed' LOOP
+        v_type := (pgstream_lite.citus_dist_column(b.source_relid)).col_type;
+        -- grouped by the distribution column: pushed down whole, the LIMIT applied after
+        EXECUTE format('SELECT array_agg(g.k::text), coalesce(bool_or(g.t), false) FROM '
+                       '(SELECT x.k, bool_or(x.op = ''T'') AS t FROM %I.%I x '
+                       'WHERE x.pgs_id = $1 OR x.pgs_id <> ALL ($2) GROUP BY x.k LIMIT 65) g',
+                       b.buffer_schema, b.buffer_name)
+            INTO v_found, v_t USING p_pgs_id, v_live;
+        CONTINUE WHEN v_found IS NULL;
+        IF NOT v_t AND cardinality(v_found) <= 64 THEN
+            -- pruned to the shards of these keys (a literal: Citus prunes at planning)
+            FOR r IN EXECUTE format('DELETE FROM %I.%I x WHERE x.k = ANY (%L::%s[]) AND '
+                                    '(x.pgs_id = $1 OR x.pgs_id <> ALL ($2)) '
+                                    'RETURNING x.k::text AS k, x.op, x.pgs_id',
+                                    b.buffer_schema, b.buffer_name, v_found, v_type)
+                     USING p_pgs_id, v_live LOOP
+                IF r.pgs_id = p_pgs_id THEN
+                    IF r.op = 'T' THEN
+                        all_keys := true;
+                    ELSE
+                        v_keys := v_keys || r.k;
+                    END IF;
+                END IF;
+            END LOOP;
+            CONTINUE;
+        END IF;
+        PERFORM set_config('citus.max_adaptive_executor_pool_size', v_pool, true);
         -- a plain multi-shard DELETE ... RETURNING: wrapped in a CTE, Citus would add a
         -- coordinator step over an intermediate result (measured 2-3x slower)
         FOR r IN EXECUTE format('DELETE FROM %I.%I x WHERE x.pgs_id = $1 OR x.pgs_id <> ALL ($2) '
@@ -643,7 +681,9 @@ BEGIN
                 END IF;
             END IF;
         END LOOP;
+        PERFORM set_config('citus.max_adaptive_executor_pool_size', '1', true);
     END LOOP;
+    PERFORM set_config('citus.max_adaptive_executor_pool_size', v_pool, true);
     SELECT string_agg(quote_literal(u.k), ','), all_keys OR count(*) > 100000
       INTO keys, all_keys
       FROM (SELECT DISTINCT k FROM unnest(v_keys) k) u;
