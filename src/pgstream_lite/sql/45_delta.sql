@@ -348,6 +348,7 @@ DECLARE
     v_agg jsonb;
     v_why text;
     v_cols jsonb;
+    v_json text;
     v_union jsonb;
     v_b jsonb;
     v_bf jsonb;
@@ -414,6 +415,7 @@ BEGIN
      WHERE s.source_type NOT IN ('TABLE', 'STREAM_TABLE') OR c.source_relid IS NULL
      LIMIT 1;
     v_cols := pgstream_lite.used_columns(v_probe_oid);
+    v_json := pgstream_lite.json_column_read(v_probe_oid);
     EXECUTE format('DROP VIEW pg_temp.%I', v_probe);
     SELECT array_agg(DISTINCT (x->>'relid')::oid ORDER BY (x->>'relid')::oid),
            count(*)
@@ -436,6 +438,9 @@ BEGIN
     ELSIF v_src IS DISTINCT FROM v_items THEN
         RETURN jsonb_build_object('path', 'RECOMPUTE', 'reason',
                                   'reads a table outside its FROM clause');
+    ELSIF v_json IS NOT NULL THEN
+        RETURN jsonb_build_object('path', 'RECOMPUTE', 'reason',
+            format('reads json column %s (JSON null and SQL NULL share one row image)', v_json));
     ELSIF n_items > 5 AND v_union IS NULL THEN
         -- inclusion-exclusion: up to 3^n - 1 branches when every table changed
         RETURN jsonb_build_object('path', 'RECOMPUTE', 'reason', 'joins more than 5 tables');
@@ -573,6 +578,26 @@ RETURNS jsonb LANGUAGE sql STABLE AS $$
                                     OR coalesce(nullif(t.typbasetype, 0), t.oid)
                                        IN ('json'::regtype, 'jsonb'::regtype))))
     END
+$$;
+
+-- The first source column (schema.table.column) the query of probe view p_probe reads that holds
+-- json or jsonb (or an array of, or a domain over, either), or NULL. Row images are JSON: a JSON
+-- `null` in such a column and SQL NULL have one image, so a delta could not tell them apart
+-- (FULL keeps JSON null): such a query is recomputed. A whole-row reference reads every column.
+CREATE OR REPLACE FUNCTION pgstream_lite.json_column_read(p_probe oid)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT format('%s.%I', pgstream_lite.relname(s.relid), a.attname)
+      FROM pgstream_lite.collect_sources(p_probe) s
+      JOIN pg_attribute a ON a.attrelid = s.relid AND a.attnum > 0 AND NOT a.attisdropped
+      JOIN pg_type t ON t.oid = a.atttypid
+      LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
+     WHERE (s.columns_used IS NULL OR a.attname = ANY (s.columns_used)
+            OR EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = p_probe
+                                                    AND r.ev_action::text LIKE '%:varattno 0 %'))
+       AND (coalesce(nullif(t.typbasetype, 0), t.oid) IN ('json'::regtype, 'jsonb'::regtype)
+            OR coalesce(nullif(e.typbasetype, 0), e.oid) IN ('json'::regtype, 'jsonb'::regtype))
+     ORDER BY s.relid, a.attnum
+     LIMIT 1
 $$;
 
 DROP FUNCTION IF EXISTS pgstream_lite.delta_images_sql(oid, text, text);
