@@ -154,9 +154,9 @@ def test_json_null_is_not_sql_null(conn):
                     (2, NULL, ARRAY[NULL::jsonb], 1), (3, '{"a": null}', NULL, 1)""")
     for name in ("docs_st", "docs_n"):
         conn.execute("SELECT pgstream.refresh_stream_table(%s)", (name,))
-    assert q1(conn, "SELECT array_agg((body IS NULL, body::text, tags[1] IS NULL) ORDER BY id)::text "
-                    "FROM docs_st") == \
-        '{"(f,null,f)","(t,,t)","(f,\\"{\\"\\"a\\"\\": null}\\",t)"}'
+    got = q1(conn, "SELECT array_agg((body IS NULL, body::text, tags[1] IS NULL) ORDER BY id)"
+                   "::text FROM docs_st")
+    assert got == '{"(f,null,f)","(t,,t)","(f,\\"{\\"\\"a\\"\\": null}\\",t)"}'
     plans = dict(conn.execute("SELECT s.pgs_name, m.dvm->>'path' || ': ' || (m.dvm->>'reason') "
                               "FROM pgstream_lite.st_meta m JOIN pgstream.pgs_stream_tables s "
                               "USING (pgs_id)").fetchall())
