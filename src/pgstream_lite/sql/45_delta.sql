@@ -688,6 +688,50 @@ RETURNS text LANGUAGE sql IMMUTABLE AS $$
     END
 $$;
 
+-- The inclusion-exclusion terms of a join's delta: every assignment of {current state, '+'
+-- images __pgs_p<i>, '-' images __pgs_m<i>} to the join's items (p_rel_idx: each item's source
+-- index i) but all-current, leaving out those using an empty image set (p_nonempty[2i-1]: '+',
+-- [2i]: '-'). repl: each item's replacement relation (NULL: current state); gates: EXISTS
+-- probes of the images used; sign: +1/-1, so that the terms sum to new(join) - old(join) with a
+-- row joined from several changed sides counted once.
+CREATE OR REPLACE FUNCTION pgstream_lite.ie_terms(p_rel_idx integer[], p_nonempty boolean[])
+RETURNS TABLE (repl text[], gates text[], sign integer) LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    n integer := cardinality(p_rel_idx);
+    mask integer;
+    x integer;
+    st integer;
+    v_size integer;
+BEGIN
+    <<term>>
+    FOR mask IN 1 .. (3 ^ n)::integer - 1 LOOP
+        repl := '{}'; gates := '{}';
+        x := mask; v_size := 0; sign := 1;
+        FOR k IN 1 .. n LOOP
+            st := x % 3;
+            x := x / 3;
+            IF st = 1 THEN
+                repl[k] := '__pgs_p' || p_rel_idx[k];
+            ELSIF st = 2 THEN
+                repl[k] := '__pgs_m' || p_rel_idx[k];
+                sign := -sign;
+            END IF;
+            IF st > 0 AND NOT p_nonempty[2 * p_rel_idx[k] - 2 + st] THEN
+                CONTINUE term;
+            END IF;
+            IF st > 0 THEN
+                v_size := v_size + 1;
+                gates := gates || format('EXISTS (SELECT 1 FROM %s)', repl[k]);
+            END IF;
+        END LOOP;
+        IF v_size % 2 = 0 THEN
+            sign := -sign;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END;
+$$;
+
 -- LINEAR refresh (see the top of this file): one statement computes the delta, applies it to
 -- p_storage and returns the counts, the statement's snapshot (the new frontier) and whether a
 -- consumed change is a TRUNCATE (then nothing is written: the caller recomputes instead).
@@ -703,14 +747,10 @@ DECLARE
     rel_idx integer[];
     ctes text := '';
     branches text[] := '{}';
-    states integer[];
     repl text[];
     gates text[];
     v_sign integer;
-    v_size integer;
-    mask integer;
     k integer;
-    x integer;
     q_cols text;
     b_cols text;
     z_cols text;
@@ -828,30 +868,7 @@ BEGIN
         SELECT array_agg(array_position(relids, (v->>'relid')::oid) ORDER BY o) INTO rel_idx
           FROM jsonb_array_elements(u_items) WITH ORDINALITY AS y(v, o);
         -- every assignment of {current, +images, -images} to the items but all-current
-        <<branch>>
-        FOR mask IN 1 .. (3 ^ n)::integer - 1 LOOP
-            states := '{}'; repl := '{}'; gates := '{}';
-            x := mask; v_size := 0; v_sign := 1;
-            FOR k IN 1 .. n LOOP
-                states[k] := x % 3;
-                x := x / 3;
-                IF states[k] = 1 THEN
-                    repl[k] := '__pgs_p' || rel_idx[k];
-                ELSIF states[k] = 2 THEN
-                    repl[k] := '__pgs_m' || rel_idx[k];
-                    v_sign := -v_sign;
-                END IF;
-                IF states[k] > 0 AND NOT nonempty[2 * rel_idx[k] - 2 + states[k]] THEN
-                    CONTINUE branch;
-                END IF;
-                IF states[k] > 0 THEN
-                    v_size := v_size + 1;
-                    gates := gates || format('EXISTS (SELECT 1 FROM %s)', repl[k]);
-                END IF;
-            END LOOP;
-            IF v_size % 2 = 0 THEN
-                v_sign := -v_sign;
-            END IF;
+        FOR repl, gates, v_sign IN SELECT * FROM pgstream_lite.ie_terms(rel_idx, nonempty) LOOP
             branches := branches || format(
                 E'SELECT %s, %s AS __pgs_sign FROM (\n%s\n) __pgs_q%s WHERE %s',
                 CASE WHEN p_plan ? 'union' THEN u_cols ELSE q_cols END, v_sign,
@@ -877,30 +894,8 @@ BEGIN
                           rit->>'alias', on_txt, ridx, rit->>'alias', on_txt);
         SELECT array_agg(array_position(relids, (v->>'relid')::oid) ORDER BY o) INTO rel_idx
           FROM jsonb_array_elements(items) WITH ORDINALITY AS y(v, o);
-        <<lbranch>>
-        FOR mask IN 1 .. (3 ^ (nall - 1))::integer - 1 LOOP
-            states := '{}'; repl := '{}'; gates := '{}';
-            x := mask; v_size := 0; v_sign := 1;
-            FOR k IN 1 .. nall - 1 LOOP
-                states[k] := x % 3;
-                x := x / 3;
-                IF states[k] = 1 THEN
-                    repl[k] := '__pgs_p' || rel_idx[k];
-                ELSIF states[k] = 2 THEN
-                    repl[k] := '__pgs_m' || rel_idx[k];
-                    v_sign := -v_sign;
-                END IF;
-                IF states[k] > 0 AND NOT nonempty[2 * rel_idx[k] - 2 + states[k]] THEN
-                    CONTINUE lbranch;
-                END IF;
-                IF states[k] > 0 THEN
-                    v_size := v_size + 1;
-                    gates := gates || format('EXISTS (SELECT 1 FROM %s)', repl[k]);
-                END IF;
-            END LOOP;
-            IF v_size % 2 = 0 THEN
-                v_sign := -v_sign;
-            END IF;
+        FOR repl, gates, v_sign IN
+            SELECT * FROM pgstream_lite.ie_terms(rel_idx[1:nall - 1], nonempty) LOOP
             repl[nall] := null_row;
             branches := branches || format(
                 E'SELECT %s, %s AS __pgs_sign FROM (\n%s\n) __pgs_q WHERE %s', q_cols, v_sign,
