@@ -1162,43 +1162,8 @@ CREATE TRIGGER __pgs_drop_agg_state AFTER DELETE ON pgstream_lite.st_meta
     FOR EACH ROW EXECUTE FUNCTION pgstream_lite.drop_agg_state();
 
 -- Count of values per numeric scale, as an array (element s + 1 = values of scale s, no
--- trailing zeros, so the largest scale is the array length - 1): p_old plus the scales in
--- p_plus minus those in p_minus.
-CREATE OR REPLACE FUNCTION pgstream_lite.scale_merge(p_old bigint[], p_plus integer[],
-                                                     p_minus integer[])
-RETURNS bigint[] LANGUAGE plpgsql IMMUTABLE AS $$
-DECLARE
-    r bigint[] := coalesce(p_old, '{}');
-    x integer;
-    n integer;
-BEGIN
-    IF cardinality(r) = 0 THEN
-        r := ARRAY[0]::bigint[];  -- lower bound 1: elements set beyond it pad with NULL
-    END IF;
-    -- (NaN and ±Infinity have no scale: NULL, skipped)
-    FOREACH x IN ARRAY coalesce(p_plus, '{}') LOOP
-        CONTINUE WHEN x IS NULL;
-        r[x + 1] := coalesce(r[x + 1], 0) + 1;
-    END LOOP;
-    FOREACH x IN ARRAY coalesce(p_minus, '{}') LOOP
-        CONTINUE WHEN x IS NULL;
-        r[x + 1] := coalesce(r[x + 1], 0) - 1;
-    END LOOP;
-    n := coalesce(array_length(r, 1), 0);
-    WHILE n > 0 AND coalesce(r[n], 0) = 0 LOOP
-        n := n - 1;
-    END LOOP;
-    FOR x IN 1 .. n LOOP
-        IF r[x] IS NULL THEN
-            r[x] := 0;
-        END IF;
-    END LOOP;
-    RETURN r[1:n];
-END;
-$$;
-
--- Count of values per numeric scale (as scale_merge) p_old plus p_counts[i] values of scale
--- p_scales[i] (a scale may repeat).
+-- trailing zeros, so the largest scale is the array length - 1): p_old plus p_counts[i] values
+-- of scale p_scales[i] (a scale may repeat; NaN and ±Infinity have no scale: NULL, skipped).
 CREATE OR REPLACE FUNCTION pgstream_lite.scale_add(p_old bigint[], p_scales integer[],
                                                    p_counts bigint[])
 RETURNS bigint[] LANGUAGE plpgsql IMMUTABLE AS $$
@@ -1225,6 +1190,18 @@ BEGIN
     END LOOP;
     RETURN r[1:n];
 END;
+$$;
+
+-- Count of values per numeric scale (as scale_add): p_old plus the scales in p_plus minus those
+-- in p_minus.
+CREATE OR REPLACE FUNCTION pgstream_lite.scale_merge(p_old bigint[], p_plus integer[],
+                                                     p_minus integer[])
+RETURNS bigint[] LANGUAGE sql IMMUTABLE AS $$
+    -- one count of +1 per scale in p_plus and of -1 per scale in p_minus
+    SELECT pgstream_lite.scale_add(
+        p_old, coalesce(p_plus, '{}') || coalesce(p_minus, '{}'),
+        array_fill(1::bigint, ARRAY[cardinality(coalesce(p_plus, '{}'))])
+        || array_fill(-1::bigint, ARRAY[cardinality(coalesce(p_minus, '{}'))]))
 $$;
 
 -- The select list and GROUP BY of an aggregate query, for the AGG path: jsonb
