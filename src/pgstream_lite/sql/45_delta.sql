@@ -732,6 +732,27 @@ BEGIN
 END;
 $$;
 
+-- A one-table plan's refresh statement p_sql, built for frontier p_prev, with the frontier made
+-- its parameter ($1), kept with the plan of stream table p_pgs_id (st_meta.dvm: reset with it)
+-- for storage p_storage, so the next refreshes skip building it. Returns that statement. A role
+-- that may not write st_meta gets it uncached (built again next time).
+CREATE OR REPLACE FUNCTION pgstream_lite.cache_delta_sql(p_pgs_id bigint, p_sql text,
+                                                         p_prev text, p_storage text)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_sql text := replace(p_sql, quote_literal(p_prev), '$1::pg_snapshot');
+BEGIN
+    BEGIN
+        UPDATE pgstream_lite.st_meta s
+           SET dvm = s.dvm || jsonb_build_object('sql', v_sql, 'sql_storage', p_storage)
+         WHERE s.pgs_id = p_pgs_id AND s.dvm IS NOT NULL;
+    EXCEPTION WHEN insufficient_privilege THEN
+        NULL;
+    END;
+    RETURN v_sql;
+END;
+$$;
+
 -- LINEAR refresh (see the top of this file): one statement computes the delta, applies it to
 -- p_storage and returns the counts, the statement's snapshot (the new frontier) and whether a
 -- consumed change is a TRUNCATE (then nothing is written: the caller recomputes instead).
@@ -980,14 +1001,7 @@ BEGIN
         RAISE NOTICE 'pgstream-lite LINEAR refresh: %', v_sql;
     END IF;
     IF v_one THEN
-        v_sql := replace(v_sql, quote_literal(v_prev), '$1::pg_snapshot');
-        BEGIN
-            UPDATE pgstream_lite.st_meta s
-               SET dvm = s.dvm || jsonb_build_object('sql', v_sql, 'sql_storage', p_storage)
-             WHERE s.pgs_id = p_pgs_id AND s.dvm IS NOT NULL;
-        EXCEPTION WHEN insufficient_privilege THEN
-            NULL;  -- not cached: built again next time
-        END;
+        v_sql := pgstream_lite.cache_delta_sql(p_pgs_id, v_sql, v_prev, p_storage);
     END IF;
     EXECUTE v_sql INTO ins, del, snap, v_flag USING p_prev;
     EXIT attempt WHEN v_flag IS DISTINCT FROM 'R';
@@ -1831,14 +1845,7 @@ BEGIN
         RAISE NOTICE 'pgstream-lite AGG refresh: %', v_sql;
     END IF;
     IF n = 1 THEN
-        v_sql := replace(v_sql, quote_literal(v_prev), '$1::pg_snapshot');
-        BEGIN
-            UPDATE pgstream_lite.st_meta s
-               SET dvm = s.dvm || jsonb_build_object('sql', v_sql, 'sql_storage', p_storage)
-             WHERE s.pgs_id = p_pgs_id AND s.dvm IS NOT NULL;
-        EXCEPTION WHEN insufficient_privilege THEN
-            NULL;  -- not cached: built again next time
-        END;
+        v_sql := pgstream_lite.cache_delta_sql(p_pgs_id, v_sql, v_prev, p_storage);
     END IF;
     EXECUTE v_sql INTO ins, del, snap, v_flag USING p_prev;
     EXIT attempt WHEN v_flag IS DISTINCT FROM 'R';

@@ -633,6 +633,7 @@ DECLARE
     v_found text[];
     v_t boolean;
     v_type text;
+    v_delete text;
     v_pool text := current_setting('citus.max_adaptive_executor_pool_size');
 BEGIN
     all_keys := false;
@@ -650,28 +651,19 @@ BEGIN
         CONTINUE WHEN v_found IS NULL;
         IF NOT v_t AND cardinality(v_found) <= 64 THEN
             -- pruned to the shards of these keys (a literal: Citus prunes at planning)
-            FOR r IN EXECUTE format('DELETE FROM %I.%I x WHERE x.k = ANY (%L::%s[]) AND '
-                                    '(x.pgs_id = $1 OR x.pgs_id <> ALL ($2)) '
-                                    'RETURNING x.k::text AS k, x.op, x.pgs_id',
-                                    b.buffer_schema, b.buffer_name, v_found, v_type)
-                     USING p_pgs_id, v_live LOOP
-                IF r.pgs_id = p_pgs_id THEN
-                    IF r.op = 'T' THEN
-                        all_keys := true;
-                    ELSE
-                        v_keys := v_keys || r.k;
-                    END IF;
-                END IF;
-            END LOOP;
-            CONTINUE;
+            v_delete := format('DELETE FROM %I.%I x WHERE x.k = ANY (%L::%s[]) AND '
+                               '(x.pgs_id = $1 OR x.pgs_id <> ALL ($2)) '
+                               'RETURNING x.k::text AS k, x.op, x.pgs_id',
+                               b.buffer_schema, b.buffer_name, v_found, v_type);
+        ELSE
+            PERFORM set_config('citus.max_adaptive_executor_pool_size', v_pool, true);
+            -- a plain multi-shard DELETE ... RETURNING: wrapped in a CTE, Citus would add a
+            -- coordinator step over an intermediate result (measured 2-3x slower)
+            v_delete := format('DELETE FROM %I.%I x WHERE x.pgs_id = $1 OR x.pgs_id <> ALL ($2) '
+                               'RETURNING x.k::text AS k, x.op, x.pgs_id',
+                               b.buffer_schema, b.buffer_name);
         END IF;
-        PERFORM set_config('citus.max_adaptive_executor_pool_size', v_pool, true);
-        -- a plain multi-shard DELETE ... RETURNING: wrapped in a CTE, Citus would add a
-        -- coordinator step over an intermediate result (measured 2-3x slower)
-        FOR r IN EXECUTE format('DELETE FROM %I.%I x WHERE x.pgs_id = $1 OR x.pgs_id <> ALL ($2) '
-                                'RETURNING x.k::text AS k, x.op, x.pgs_id',
-                                b.buffer_schema, b.buffer_name)
-                 USING p_pgs_id, v_live LOOP
+        FOR r IN EXECUTE v_delete USING p_pgs_id, v_live LOOP
             IF r.pgs_id = p_pgs_id THEN
                 IF r.op = 'T' THEN
                     all_keys := true;
