@@ -481,9 +481,8 @@ BEGIN
         END IF;
         EXECUTE format('DROP TABLE IF EXISTS %s', v_buf);
         EXECUTE format(
-            'CREATE TABLE %s (change_id bigserial PRIMARY KEY, '
-            'xid xid8 NOT NULL DEFAULT pg_current_xact_id(), op text NOT NULL, '
-            'row_old jsonb, row_new jsonb, captured_at timestamptz NOT NULL DEFAULT clock_timestamp())',
+            'CREATE TABLE %s (xid xid8 NOT NULL DEFAULT pg_current_xact_id(), op text NOT NULL, '
+            'row_old jsonb, row_new jsonb)',
             v_buf);
         -- refreshes read the changes not visible in a frontier: those from its xmin on; and
         -- check for a TRUNCATE among them without reading the others
@@ -553,11 +552,23 @@ $fn$;
 -- The row images are read back into rows by DIFFERENTIAL refresh (45_delta.sql): they must not
 -- depend on the writing session's settings. Floats are written exactly, intervals in one style
 -- (timestamps and dates are ISO in jsonb whatever DateStyle). Capture functions made by an
--- earlier install get the same settings, and their buffers the index on xid.
+-- earlier install get the same settings, and their buffers the index on xid. A buffer made
+-- by an earlier install loses its change_id (a sequence and a unique index written per captured row) and
+-- captured_at columns: nothing reads them, and they were about a third of a bulk write's
+-- capture cost (benchmarks/capture_cost.py).
 DO $$
 DECLARE
     f text;
 BEGIN
+    FOR f IN SELECT format('%I.%I', c.buffer_schema, c.buffer_name) FROM pgstream_lite.capture c
+              WHERE EXISTS (SELECT 1 FROM pg_attribute a
+                             WHERE a.attrelid = to_regclass(format('%I.%I', c.buffer_schema,
+                                                                   c.buffer_name))
+                               AND a.attname IN ('change_id', 'captured_at')
+                               AND NOT a.attisdropped) LOOP
+        EXECUTE format('ALTER TABLE %s DROP COLUMN IF EXISTS change_id, '
+                       'DROP COLUMN IF EXISTS captured_at', f);
+    END LOOP;
     FOR f IN SELECT format('%I.%I', c.buffer_schema, c.buffer_name) FROM pgstream_lite.capture c
               WHERE to_regclass(format('%I.%I', c.buffer_schema, c.buffer_name)) IS NOT NULL
                 AND NOT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a
