@@ -600,6 +600,16 @@ RETURNS text LANGUAGE sql STABLE AS $$
      LIMIT 1
 $$;
 
+-- Does p_relid's change buffer hold one image per row (statement-level capture: an UPDATE is
+-- its old rows 'D' and new rows 'I')? Row-level capture (where PostgreSQL refuses transition
+-- tables, 30_change_capture.sql) writes an UPDATE as one row 'U' with both images.
+CREATE OR REPLACE FUNCTION pgstream_lite.one_image_per_change(p_relid oid)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT NOT EXISTS (SELECT 1 FROM pg_trigger t
+                        WHERE t.tgrelid = p_relid AND t.tgname = '__pgs_cdc'
+                          AND (t.tgtype & 1) = 1)  -- TRIGGER_TYPE_ROW
+$$;
+
 DROP FUNCTION IF EXISTS pgstream_lite.delta_images_sql(oid, text, text);
 -- SQL of the row images of p_relid's changes not visible in snapshot p_prev: which '+' new images
 -- (INSERT, UPDATE), '-' old images (UPDATE, DELETE), '*' both, '±' both with a last column
@@ -623,28 +633,35 @@ RETURNS text LANGUAGE sql STABLE AS $$
                                          ', ' ORDER BY o)
                          FROM jsonb_array_elements(p_cols) WITH ORDINALITY u(e, o)) END,
             CASE WHEN p_which = '±' THEN '__pgs_s AS __pgs_sign' END),
-        CASE WHEN p_which = '±' THEN format('(SELECT %s AS __pgs_j, __pgs_i2.s AS __pgs_s FROM %s) '
-                                            '__pgs_i', img, src)
+        CASE WHEN p_which = '±' THEN format('(SELECT %s AS __pgs_j, %s AS __pgs_s FROM %s) '
+                                            '__pgs_i', img, sgn, src)
              WHEN p_direct THEN format('(SELECT %s AS __pgs_j FROM %s) __pgs_i', img, src)
              ELSE format('unnest(ARRAY(SELECT %s FROM %s)) __pgs_j', img, src) END
         || CASE WHEN p_cols IS NULL THEN format(
                 ', LATERAL jsonb_populate_record(NULL::%s, __pgs_j) __pgs_r', p_relid::regclass)
                 ELSE '' END)
       FROM pgstream_lite.capture c
+     CROSS JOIN LATERAL (SELECT pgstream_lite.one_image_per_change(p_relid) AS single) i
      CROSS JOIN LATERAL (SELECT
-        CASE p_which WHEN '+' THEN '__pgs_x.row_new' WHEN '-' THEN '__pgs_x.row_old'
-                     ELSE '__pgs_i2.j' END AS img,
+        CASE WHEN p_which = '+' THEN '__pgs_x.row_new' WHEN p_which = '-' THEN '__pgs_x.row_old'
+             WHEN i.single THEN 'coalesce(__pgs_x.row_new, __pgs_x.row_old)'
+             ELSE '__pgs_i2.j' END AS img,
+        -- one image per row: the sign from op, not a lateral VALUES per buffer row (that costs
+        -- about as much as decoding the images: 8 of 18 ms for 20,000 images)
+        CASE WHEN i.single THEN 'CASE WHEN __pgs_x.op = ''I'' THEN 1 ELSE -1 END'
+             ELSE '__pgs_i2.s' END AS sgn,
         format('%I.%I __pgs_x %s WHERE %s AND __pgs_x.xid >= pg_snapshot_xmin(%L) AND '
                'NOT pg_visible_in_snapshot(__pgs_x.xid, %L::pg_snapshot)',
                c.buffer_schema, c.buffer_name,
-               CASE WHEN p_which = '*' THEN 'CROSS JOIN LATERAL (VALUES (__pgs_x.row_old), '
+               CASE WHEN p_which IN ('+', '-') OR i.single THEN ''
+                    WHEN p_which = '*' THEN 'CROSS JOIN LATERAL (VALUES (__pgs_x.row_old), '
                                             '(__pgs_x.row_new)) __pgs_i2 (j)'
-                    WHEN p_which = '±' THEN 'CROSS JOIN LATERAL (VALUES (__pgs_x.row_old, -1), '
-                                            '(__pgs_x.row_new, 1)) __pgs_i2 (j, s)'
-                    ELSE '' END,
-               CASE p_which WHEN '+' THEN '__pgs_x.op IN (''I'', ''U'')'
-                            WHEN '-' THEN '__pgs_x.op IN (''U'', ''D'')'
-                            ELSE '__pgs_i2.j IS NOT NULL' END,
+                    ELSE 'CROSS JOIN LATERAL (VALUES (__pgs_x.row_old, -1), '
+                         '(__pgs_x.row_new, 1)) __pgs_i2 (j, s)' END,
+               CASE WHEN p_which = '+' THEN '__pgs_x.op IN (''I'', ''U'')'
+                    WHEN p_which = '-' THEN '__pgs_x.op IN (''U'', ''D'')'
+                    WHEN i.single THEN '__pgs_x.op IN (''I'', ''D'')'
+                    ELSE '__pgs_i2.j IS NOT NULL' END,
                p_prev, p_prev) AS src) x
      WHERE c.source_relid = p_relid
 $$;
@@ -1679,7 +1696,8 @@ BEGIN
     SELECT array_agg(array_position(relids, (v->>'relid')::oid) ORDER BY o) INTO rel_idx
       FROM jsonb_array_elements(items) WITH ORDINALITY AS u(v, o);
     IF n = 1 THEN
-        ctes := format(E'__pgs_pm1 AS (%s),\n', pgstream_lite.delta_images_sql(
+        -- materialized: each image is decoded once, not once per aggregate that reads a column
+        ctes := format(E'__pgs_pm1 AS MATERIALIZED (%s),\n', pgstream_lite.delta_images_sql(
                            relids[1], v_prev, '±', p_plan->'cols'->(relids[1]::text), true));
     ELSE
         FOR k IN 1 .. cardinality(relids) LOOP
