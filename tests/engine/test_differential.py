@@ -337,3 +337,38 @@ def test_row_level_capture_pairs_images(conn):
                                f"(SELECT {cols} FROM {name} EXCEPT ALL "
                                f"SELECT {cols} FROM ({query}) x)) d")
             assert differs == 0, f"{name} differs from its query after: {change}"
+
+
+def test_cached_statement_survives_discard_and_stays_bounded(conn):
+    """One-table plans run their refresh statement prepared in the session (exec_cached_delta):
+    a DISCARD ALL (a pooler resetting the session) or DEALLOCATE ALL between refreshes changes
+    nothing, and a session keeps at most 64 of them."""
+    conn.execute("CREATE TABLE t1 (id serial PRIMARY KEY, k int, a int, b text)")
+    conn.execute("INSERT INTO t1 (k, a, b) SELECT g % 3, g, 'b' FROM generate_series(1, 9) g")
+    for name, query in (("c_agg", "SELECT k, sum(a) AS s, count(*) AS c FROM t1 GROUP BY k"),
+                        ("c_filt", "SELECT id, a FROM t1 WHERE a > 2")):
+        conn.execute("SELECT pgstream.create_stream_table(%s, %s, '1m', 'DIFFERENTIAL')",
+                     (name, query))
+    for step, reset in enumerate(("", "DISCARD ALL", "", "DEALLOCATE ALL", "")):
+        if reset:
+            conn.execute(reset)
+        conn.execute("UPDATE t1 SET a = a + %s, k = (k + 1) %% 3 WHERE id %% 2 = %s",
+                     (step + 1, step % 2))
+        for name in ("c_agg", "c_filt"):
+            conn.execute("SELECT pgstream.refresh_stream_table(%s)", (name,))
+        assert q(conn, "SELECT k, s, c FROM c_agg ORDER BY k") == \
+            q(conn, "SELECT k, sum(a), count(*) FROM t1 GROUP BY k ORDER BY k"), reset
+        assert q(conn, "SELECT id, a FROM c_filt ORDER BY id") == \
+            q(conn, "SELECT id, a FROM t1 WHERE a > 2 ORDER BY id"), reset
+    # from the third refresh on (the first builds the statement, the second prepares it)
+    assert q1(conn, "SELECT count(*) FROM pg_prepared_statements "
+                    "WHERE name LIKE '\\_\\_pgs\\_delta\\_%'") == 2
+    for i in range(70):
+        conn.execute(f"PREPARE __pgs_delta_0_{i:016d} AS SELECT 1")
+    conn.execute("DEALLOCATE ALL")
+    for i in range(70):
+        conn.execute(f"PREPARE __pgs_delta_0_{i:016d} AS SELECT 1")
+    conn.execute("UPDATE t1 SET a = a + 1")
+    conn.execute("SELECT pgstream.refresh_stream_table('c_agg')")  # prepares one more
+    assert q1(conn, "SELECT count(*) FROM pg_prepared_statements "
+                    "WHERE name LIKE '\\_\\_pgs\\_delta\\_%'") <= 64
