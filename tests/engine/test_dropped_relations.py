@@ -13,6 +13,7 @@ refresh raises the same error, and the scheduler's next tick writes the same cat
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
@@ -384,3 +385,30 @@ def test_a_row_held_by_a_refresh_is_not_waited_for(db, fresh_dsn):
     assert [o.name for o in tick(db)] == ["public.agg"]  # due at once, though its schedule is 1h
     assert catalog(db) == {"public.agg": ("ERROR", True, 1)}
     assert ticks(db, 3) == []
+
+
+def test_a_refresh_failing_on_a_concurrent_drop_spends_no_error(db, fresh_dsn):
+    """A scheduled refresh that began before a DROP of its source committed fails on it; the
+    event trigger marked the table inside the DROP: no error of the table's own is counted."""
+    create(db, "agg", AGG.format(src="raw"))
+    with psycopg.connect(fresh_dsn) as dropper:  # holds the DROP open
+        dropper.execute("DROP TABLE raw")
+        result: dict[str, str] = {}
+
+        def scheduled() -> None:
+            with psycopg.connect(fresh_dsn, autocommit=True) as scheduler:
+                result["status"] = q1(scheduler, "SELECT pgstream_lite.scheduled_refresh("
+                                                  "(SELECT pgs_id FROM pgstream.pgs_stream_tables "
+                                                  "WHERE pgs_name = 'agg'))")
+
+        worker = threading.Thread(target=scheduled)
+        worker.start()
+        deadline = time.monotonic() + 30
+        while not q1(db, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                         "AND query LIKE '%scheduled_refresh%'"):
+            assert time.monotonic() < deadline, "the scheduled refresh never waited on the DROP"
+            time.sleep(0.05)
+        dropper.commit()
+        worker.join(30)
+    assert result["status"].startswith("FAILED")
+    assert catalog(db) == {"public.agg": ("ERROR", True, 0)}

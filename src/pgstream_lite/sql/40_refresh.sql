@@ -327,10 +327,12 @@ DECLARE
     v_max integer;
     st pgstream.pgs_stream_tables;
     v_gone record;
+    v_marked_before boolean;
 BEGIN
     -- Its storage table was dropped and no event trigger (35_ddl_events.sql) removed its row:
     -- do what the trigger does (remove it, mark its readers), whatever its status.
     SELECT * INTO st FROM pgstream.pgs_stream_tables s WHERE s.pgs_id = p_pgs_id;
+    v_marked_before := FOUND AND st.status = 'ERROR' AND st.needs_reinit;
     IF FOUND AND st.pgs_relid IS NOT NULL AND pgstream_lite.storage_missing(st.pgs_relid) THEN
         BEGIN
             v_gone := pgstream_lite.handle_dropped_relations(ARRAY[st.pgs_relid]);
@@ -365,7 +367,12 @@ BEGIN
     END IF;
     v_max := pgstream_lite.setting_int('pg_stream.max_consecutive_errors', 3);
     UPDATE pgstream.pgs_stream_tables s
-       SET consecutive_errors = s.consecutive_errors + 1,
+           -- marked ERROR / needs_reinit while this refresh ran: a relation it reads was dropped
+           -- meanwhile (the event trigger marked it, 35_ddl_events.sql) and the refresh failed on
+           -- that: no error of its own to count
+       SET consecutive_errors = s.consecutive_errors
+                                + CASE WHEN NOT v_marked_before AND st.status = 'ERROR'
+                                            AND st.needs_reinit THEN 0 ELSE 1 END,
            -- undefined_table: it reads a relation that was dropped (refresh_st), or its query
            -- names one that no longer exists: only re-creating it helps. Marked as the event
            -- trigger marks it (35_ddl_events.sql): ERROR, needs_reinit, never SUSPENDED for it.
