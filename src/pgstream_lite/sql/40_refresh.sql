@@ -210,6 +210,11 @@ BEGIN
         IF v_path IN ('LINEAR', 'KEYED', 'AGG', 'CITUS_KEYS', 'CITUS_RECOMPUTE') THEN
             IF v_path LIKE 'CITUS%' THEN  -- [citus hook] 80_citus.sql
                 v_res := pgstream_lite.citus_refresh(p_pgs_id, storage, v_plan);
+                IF v_res.no_data THEN
+                    v_action := 'NO_DATA';
+                    v_path := 'NO_DATA';
+                    v_reason := 'no change since the last refresh';
+                END IF;
             ELSIF v_path = 'LINEAR' THEN
                 v_res := pgstream_lite.refresh_linear(p_pgs_id, storage, v_plan,
                                                       st.frontier->>'snapshot');
