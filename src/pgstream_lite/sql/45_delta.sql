@@ -1467,6 +1467,8 @@ DECLARE
     o jsonb;
     a jsonb;
     j integer;
+    g integer;
+    f integer;
     r text[] := '{}';
 BEGIN
     FOR o IN SELECT x FROM jsonb_array_elements(p_plan->'outs') x LOOP
@@ -1476,15 +1478,22 @@ BEGIN
             CONTINUE;
         END IF;
         a := p_plan->'aggs'->(j - 1);
+        -- the state columns of the argument's first aggregate (g) and first sum (f), as
+        -- refresh_agg keeps them
+        SELECT min(u.o) FILTER (WHERE TRUE),
+               min(u.o) FILTER (WHERE u.e->>'fn' IN ('SUM', 'AVG'))
+          INTO g, f
+          FROM jsonb_array_elements(p_plan->'aggs') WITH ORDINALITY u(e, o)
+         WHERE u.e->>'expr' = a->>'expr';
         r := r || CASE a->>'fn'
             WHEN 'COUNT' THEN CASE WHEN a->>'expr' IS NULL THEN format('%s.__pgs_n', p_x)
-                                   ELSE format('%s.__pgs_nn%s', p_x, j) END
-            WHEN 'SUM' THEN format('CASE WHEN %1$s.__pgs_nn%2$s > 0 THEN round(%1$s.__pgs_s%2$s, '
+                                   ELSE format('%s.__pgs_nn%s', p_x, g) END
+            WHEN 'SUM' THEN format('CASE WHEN %1$s.__pgs_nn%4$s > 0 THEN round(%1$s.__pgs_s%2$s, '
                                    'coalesce(array_length(%1$s.__pgs_sc%2$s, 1), 1) - 1)::%3$s '
-                                   'END', p_x, j, a->>'type')
-            WHEN 'AVG' THEN format('CASE WHEN %1$s.__pgs_nn%2$s > 0 THEN round(%1$s.__pgs_s%2$s, '
+                                   'END', p_x, f, a->>'type', g)
+            WHEN 'AVG' THEN format('CASE WHEN %1$s.__pgs_nn%3$s > 0 THEN round(%1$s.__pgs_s%2$s, '
                                    'coalesce(array_length(%1$s.__pgs_sc%2$s, 1), 1) - 1) / '
-                                   '%1$s.__pgs_nn%2$s::numeric END', p_x, j)
+                                   '%1$s.__pgs_nn%3$s::numeric END', p_x, f, g)
             ELSE format('%s.__pgs_m%s', p_x, j) END;
     END LOOP;
     IF m.count_query IS NOT NULL THEN
@@ -1626,38 +1635,38 @@ BEGIN
          WHERE e->>'expr' = a->>'expr';
         SELECT min(o) INTO f FROM jsonb_array_elements(p_plan->'aggs') WITH ORDINALITY u(e, o)
          WHERE e->>'expr' = a->>'expr' AND e->>'fn' IN ('SUM', 'AVG');
-        -- every aggregate of an argument: its non-NULL count
-        st_cols := st_cols || format(', __pgs_nn%s', j);
-        st_defs := st_defs || format(', __pgs_nn%s bigint', j);
+        -- each argument's non-NULL count, kept once (by g) in the state: the aggregates of one
+        -- argument share it, and its exact sum and scale counts (kept by f), so sum(x) next to
+        -- avg(x) costs one state update per group, not two (agg_out_sql reads them so)
         IF g = j THEN
+            st_cols := st_cols || format(', __pgs_nn%s', j);
+            st_defs := st_defs || format(', __pgs_nn%s bigint', j);
             l1_aggs := l1_aggs || format(
                 ', sum(b.__pgs_sign) FILTER (WHERE b.__pgs_a%1$s IS NOT NULL) AS __pgs_dnn%1$s', j);
+            dg_aggs := dg_aggs || format(', sum(b.__pgs_dnn%1$s)::bigint AS __pgs_dnn%1$s', j);
+            new_cols := new_cols || format(
+                ', coalesce(o.__pgs_nn%1$s, 0) + coalesce(d.__pgs_dnn%1$s, 0) AS __pgs_nn%1$s', j);
+            base_aggs := base_aggs || format(', count(b.__pgs_a%1$s) AS __pgs_nn%1$s', j);
         END IF;
-        dg_aggs := dg_aggs || format(', sum(b.__pgs_dnn%2$s)::bigint AS __pgs_dnn%1$s', j, g);
-        new_cols := new_cols || format(
-            ', coalesce(o.__pgs_nn%1$s, 0) + coalesce(d.__pgs_dnn%1$s, 0) AS __pgs_nn%1$s', j);
-        base_aggs := base_aggs || format(', count(b.__pgs_a%1$s) AS __pgs_nn%1$s', j);
-        IF a->>'fn' IN ('SUM', 'AVG') THEN
+        IF a->>'fn' IN ('SUM', 'AVG') AND f = j THEN
             -- exact sum, and the count of values per numeric scale
             st_cols := st_cols || format(', __pgs_s%1$s, __pgs_sc%1$s', j);
             st_defs := st_defs || format(', __pgs_s%1$s numeric, __pgs_sc%1$s bigint[]', j);
             -- level 1 groups the delta by key and scale, so level 2 gathers one (scale, net
             -- count) pair per scale present, not one scale per changed row
-            IF f = j THEN
-                l1_group := l1_group || format(', scale(b.__pgs_a%1$s::numeric)', j);
-                l1_aggs := l1_aggs || format(
-                    ', scale(b.__pgs_a%1$s::numeric) AS __pgs_sc%1$s'
-                    ', sum(b.__pgs_sign * b.__pgs_a%1$s::numeric) AS __pgs_ds%1$s', j);
-                -- a NaN or ±Infinity in a group's delta makes its summed delta one too
-                special := special || format(' OR sum(b.__pgs_ds%1$s) IN '
-                                             '(''NaN'', ''Infinity'', ''-Infinity'')', j);
-            END IF;
+            l1_group := l1_group || format(', scale(b.__pgs_a%1$s::numeric)', j);
+            l1_aggs := l1_aggs || format(
+                ', scale(b.__pgs_a%1$s::numeric) AS __pgs_sc%1$s'
+                ', sum(b.__pgs_sign * b.__pgs_a%1$s::numeric) AS __pgs_ds%1$s', j);
+            -- a NaN or ±Infinity in a group's delta makes its summed delta one too
+            special := special || format(' OR sum(b.__pgs_ds%1$s) IN '
+                                         '(''NaN'', ''Infinity'', ''-Infinity'')', j);
             dg_aggs := dg_aggs || format(
-                ', sum(b.__pgs_ds%2$s) AS __pgs_ds%1$s'
-                ', array_agg(b.__pgs_sc%2$s) FILTER (WHERE b.__pgs_sc%2$s IS NOT NULL) '
+                ', sum(b.__pgs_ds%1$s) AS __pgs_ds%1$s'
+                ', array_agg(b.__pgs_sc%1$s) FILTER (WHERE b.__pgs_sc%1$s IS NOT NULL) '
                 'AS __pgs_dsc%1$s'
-                ', array_agg(b.__pgs_dnn%3$s) FILTER (WHERE b.__pgs_sc%2$s IS NOT NULL) '
-                'AS __pgs_dscn%1$s', j, f, g);
+                ', array_agg(b.__pgs_dnn%2$s) FILTER (WHERE b.__pgs_sc%1$s IS NOT NULL) '
+                'AS __pgs_dscn%1$s', j, g);
             new_cols := new_cols || format(
                 ', coalesce(o.__pgs_s%1$s, 0) + coalesce(d.__pgs_ds%1$s, 0) AS __pgs_s%1$s'
                 ', pgstream_lite.scale_add(o.__pgs_sc%1$s, d.__pgs_dsc%1$s, d.__pgs_dscn%1$s) '
