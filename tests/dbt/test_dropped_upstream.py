@@ -102,6 +102,22 @@ AT_ONCE = {
     "pgstream-lite": {"big_customers": "ERROR", "item_totals": "ERROR", "sales_totals": "ERROR",
                       "event_totals": None, "event_kinds": None},
 }
+# pg_stream 0.1 now and then loses the ERROR its event trigger sets (seen once in CI, for
+# item_totals): a scheduled refresh that began before the DROP ends with an UPDATE setting
+# status = 'ACTIVE' unconditionally (store_frontier_and_complete_refresh), which waits for the
+# DROP's transaction and then overwrites its mark; the table then refreshes by name over the
+# recreated relation. An engine race the package cannot prevent (docs/engines.md).
+RACY = {"pg_stream": {"item_totals", "sales_totals"}}
+
+
+def assert_statuses(rows: dict, engine: str) -> None:
+    """The catalog statuses `rows` are what AT_ONCE says for `engine` (RACY's may be ACTIVE)."""
+    got = {name: row and row["status"] for name, row in rows.items()}
+    want = {"order_totals": "ACTIVE", **AT_ONCE[engine]}
+    for name in RACY.get(engine, set()):
+        if got.get(name) == "ACTIVE":
+            want[name] = "ACTIVE"
+    assert got == want
 
 
 def one_line(logs: str, text: str) -> str:
@@ -244,8 +260,7 @@ class TestDroppedUpstream(ScheduledProject):
         assert f"sales_totals ({s}.sales_totals)" in warning
 
     def test_catalog_at_once(self, seen, pg):
-        assert {name: row and row["status"] for name, row in seen["at_once"].items()} == {
-            "order_totals": "ACTIVE", **AT_ONCE[pg.engine]}
+        assert_statuses(seen["at_once"], pg.engine)
         if pg.engine == "pgstream-lite":
             assert {name for name, row in seen["at_once"].items()
                     if row and row["needs_reinit"]} == {"big_customers", "item_totals",
@@ -255,8 +270,7 @@ class TestDroppedUpstream(ScheduledProject):
         # the scheduler ran: the healthy stream table was refreshed in the minute
         assert "order_totals" in seen["refreshed"]
         after = seen["after_minute"]
-        assert {name: row and row["status"] for name, row in after.items()} == {
-            "order_totals": "ACTIVE", **AT_ONCE[pg.engine]}
+        assert_statuses(after, pg.engine)
         # no refresh failed for the missing relation: no error spent
         assert {name: row["consecutive_errors"] for name, row in after.items() if row} == {
             name: 0 for name, row in after.items() if row}
