@@ -727,6 +727,8 @@ DECLARE
     v_cols text;
     v_t boolean;
     v_type text;
+    v_rows text;
+    v_in_keys text;
 BEGIN
     truncated := false;
     rebuilt := false;
@@ -759,17 +761,25 @@ BEGIN
     ELSE
         -- every output row of key k comes from source rows of key k (citus_place_storage), and
         -- identical rows share their key: the occurrence numbering of the row ids is the same
-        -- within a key's rows as within the whole result
-        EXECUTE format('WITH d AS (DELETE FROM %s t WHERE t.%I = ANY (ARRAY[%s]::%s[]) RETURNING 1) '
-                       'SELECT count(*) FROM d', p_storage, p_plan->>'column', v_keys,
-                       v_type)
-            INTO del;
-        EXECUTE format(E'INSERT INTO %s (__pgs_row_id, %s)\n%s', p_storage, v_cols,
-                       pgstream_lite.citus_rows_sql(p_pgs_id,
-                           format(E'SELECT * FROM (\n%s\n) q WHERE q.%I = ANY (ARRAY[%s]::%s[])',
-                                  coalesce(m.count_query, m.body), p_plan->>'column', v_keys,
-                                  v_type),
-                           p_plan->>'column'));
+        -- within a key's rows as within the whole result. The keys' rows are recomputed and
+        -- compared with the stored ones by row id, on the workers (both statements join on the
+        -- distribution column, so Citus pushes each down to the keys' shards): only the rows
+        -- that differ are written, so a 1-row change writes 1 row, not every row of its key,
+        -- and rows_inserted/rows_deleted are the true delta. The key restriction is repeated
+        -- inside NOT EXISTS: without it Citus sends the INSERT to every shard.
+        v_rows := pgstream_lite.citus_rows_sql(p_pgs_id,
+            format(E'SELECT * FROM (\n%s\n) q WHERE q.%I = ANY (ARRAY[%s]::%s[])',
+                   coalesce(m.count_query, m.body), p_plan->>'column', v_keys, v_type),
+            p_plan->>'column');
+        v_in_keys := format('t.%1$I = ANY (ARRAY[%2$s]::%3$s[]) AND t.%1$I = n.%1$I AND '
+                            't.__pgs_row_id = n.__pgs_row_id', p_plan->>'column', v_keys, v_type);
+        EXECUTE format('DELETE FROM %s t WHERE t.%I = ANY (ARRAY[%s]::%s[]) AND NOT EXISTS '
+                       || E'(SELECT 1 FROM (\n%s\n) n WHERE %s)',
+                       p_storage, p_plan->>'column', v_keys, v_type, v_rows, v_in_keys);
+        GET DIAGNOSTICS del = ROW_COUNT;
+        EXECUTE format(E'INSERT INTO %s (__pgs_row_id, %s) SELECT n.* FROM (\n%s\n) n '
+                       || 'WHERE NOT EXISTS (SELECT 1 FROM %s t WHERE %s)',
+                       p_storage, v_cols, v_rows, p_storage, v_in_keys);
         GET DIAGNOSTICS ins = ROW_COUNT;
     END IF;
     snap := pg_current_snapshot()::text;
