@@ -81,6 +81,44 @@ def test_storage_is_distributed_when_the_query_keeps_the_distribution_column(
         assert tree.startswith(QUERIES[name][2] + ":") and where in tree, tree
 
 
+def test_a_keyed_refresh_writes_only_the_rows_that_differ(cconn: psycopg.Connection) -> None:
+    """CITUS_KEYS recomputes the changed keys' rows but writes only those that differ from the
+    stored ones: the history's rows_inserted / rows_deleted are the true delta, and a stored
+    row that did not change is not rewritten."""
+    _source(cconn)
+    cconn.execute("SELECT pgstream.create_stream_table('big', %s, '1m', 'DIFFERENTIAL')",
+                  (QUERIES["big"][0],))
+    key_rows = cconn.execute("SELECT count(*) FROM big WHERE cid = 7").fetchone()[0]
+    assert key_rows > 10  # the key holds many rows: rewriting them all would show
+    before = cconn.execute("SELECT id, amount, note FROM big WHERE cid = 7").fetchall()
+    # one row of key 7 leaves the filter, another one enters it and a third one changes
+    out_id, in_id, changed_id = cconn.execute(
+        "SELECT (SELECT min(id) FROM src WHERE cid = 7 AND amount > 5), "
+        "(SELECT min(id) FROM src WHERE cid = 7 AND amount <= 5), "
+        "(SELECT max(id) FROM src WHERE cid = 7 AND amount > 5)").fetchone()
+    cconn.execute("UPDATE src SET amount = 0 WHERE cid = 7 AND id = %s", (out_id,))
+    cconn.execute("UPDATE src SET amount = 9 WHERE cid = 7 AND id = %s", (in_id,))
+    cconn.execute("UPDATE src SET note = 'changed' WHERE cid = 7 AND id = %s", (changed_id,))
+    cconn.execute("SELECT pgstream.refresh_stream_table('big')")
+    assert _difference(cconn, "big") == 0
+    ins, dele, path = cconn.execute(
+        "SELECT h.rows_inserted, h.rows_deleted, p.path FROM pgstream.pgs_refresh_history h "
+        "JOIN pgstream.pgs_stream_tables s USING (pgs_id) "
+        "JOIN pgstream_lite.refresh_path p USING (refresh_id) "
+        "WHERE s.pgs_name = 'big' AND s.pgs_schema = current_schema() "
+        "ORDER BY h.refresh_id DESC LIMIT 1").fetchone()
+    after = cconn.execute("SELECT id, amount, note FROM big WHERE cid = 7").fetchall()
+    assert path == "CITUS_KEYS"
+    assert (ins, dele) == (2, 2)  # in_id and changed_id's new row; out_id and changed_id's old
+    assert len(set(before) - set(after)) == 2 and len(set(after) - set(before)) == 2
+    # the unchanged rows of the key were not rewritten: their row versions are the old ones
+    unchanged = cconn.execute(
+        "SELECT count(*) FROM big WHERE cid = 7 AND id <> ALL (%s) "
+        "AND xmin::text::bigint < (SELECT xmin::text::bigint FROM big WHERE id = %s)",
+        ([out_id, in_id, changed_id], in_id)).fetchone()[0]
+    assert unchanged == key_rows - 2
+
+
 def test_full_mode_and_local_tables_refresh_on_the_cluster(cconn: psycopg.Connection) -> None:
     """FULL refreshes of distributed storage (TRUNCATE must reach the shards), and a stream table
     over a plain coordinator table, which keeps the single-server engine's paths."""

@@ -728,7 +728,6 @@ DECLARE
     v_t boolean;
     v_type text;
     v_rows text;
-    v_in_keys text;
 BEGIN
     truncated := false;
     rebuilt := false;
@@ -765,21 +764,25 @@ BEGIN
         -- compared with the stored ones by row id, on the workers (both statements join on the
         -- distribution column, so Citus pushes each down to the keys' shards): only the rows
         -- that differ are written, so a 1-row change writes 1 row, not every row of its key,
-        -- and rows_inserted/rows_deleted are the true delta. The key restriction is repeated
-        -- inside NOT EXISTS: without it Citus sends the INSERT to every shard.
+        -- and rows_inserted/rows_deleted are the true delta. The DELETE's key restriction is
+        -- repeated inside NOT EXISTS: without it Citus sends it to every shard. The INSERT
+        -- skips the rows already stored through the (__pgs_row_id, key) unique index: as an
+        -- anti-join, the planner on the workers chose a merge join on the key alone, which
+        -- compares every pair of a key's rows (measured 15 ms for one key's 515 rows; 2.7 ms
+        -- this way), and a subquery fence that would force a hash join stops Citus from
+        -- pushing a multi-shard INSERT down.
         v_rows := pgstream_lite.citus_rows_sql(p_pgs_id,
             format(E'SELECT * FROM (\n%s\n) q WHERE q.%I = ANY (ARRAY[%s]::%s[])',
                    coalesce(m.count_query, m.body), p_plan->>'column', v_keys, v_type),
             p_plan->>'column');
-        v_in_keys := format('t.%1$I = ANY (ARRAY[%2$s]::%3$s[]) AND t.%1$I = n.%1$I AND '
-                            't.__pgs_row_id = n.__pgs_row_id', p_plan->>'column', v_keys, v_type);
-        EXECUTE format('DELETE FROM %s t WHERE t.%I = ANY (ARRAY[%s]::%s[]) AND NOT EXISTS '
-                       || E'(SELECT 1 FROM (\n%s\n) n WHERE %s)',
-                       p_storage, p_plan->>'column', v_keys, v_type, v_rows, v_in_keys);
+        EXECUTE format('DELETE FROM %1$s t WHERE t.%2$I = ANY (ARRAY[%3$s]::%4$s[]) AND NOT EXISTS '
+                       || E'(SELECT 1 FROM (\n%5$s\n) n WHERE t.%2$I = ANY (ARRAY[%3$s]::%4$s[]) '
+                       || 'AND t.%2$I = n.%2$I AND t.__pgs_row_id = n.__pgs_row_id)',
+                       p_storage, p_plan->>'column', v_keys, v_type, v_rows);
         GET DIAGNOSTICS del = ROW_COUNT;
         EXECUTE format(E'INSERT INTO %s (__pgs_row_id, %s) SELECT n.* FROM (\n%s\n) n '
-                       || 'WHERE NOT EXISTS (SELECT 1 FROM %s t WHERE %s)',
-                       p_storage, v_cols, v_rows, p_storage, v_in_keys);
+                       || 'ON CONFLICT (__pgs_row_id, %I) DO NOTHING',
+                       p_storage, v_cols, v_rows, p_plan->>'column');
         GET DIAGNOSTICS ins = ROW_COUNT;
     END IF;
     snap := pg_current_snapshot()::text;
