@@ -57,6 +57,18 @@ def _difference(conn: psycopg.Connection, name: str) -> int:
     ).fetchone()[0]
 
 
+def _last_refresh(conn: psycopg.Connection, name: str) -> dict:
+    """The newest history row of stream table `name` (current schema), with its recorded path."""
+    row = conn.execute(
+        "SELECT h.action, h.initiated_by, h.rows_inserted, h.rows_deleted, p.path "
+        "FROM pgstream.pgs_refresh_history h JOIN pgstream.pgs_stream_tables s USING (pgs_id) "
+        "LEFT JOIN pgstream_lite.refresh_path p USING (refresh_id) "
+        "WHERE s.pgs_name = %s AND s.pgs_schema = current_schema() "
+        "ORDER BY h.refresh_id DESC LIMIT 1", (name,)).fetchone()
+    keys = ("action", "initiated_by", "rows_inserted", "rows_deleted", "path")
+    return dict(zip(keys, row, strict=True))
+
+
 def test_storage_is_distributed_when_the_query_keeps_the_distribution_column(
         cconn: psycopg.Connection) -> None:
     _source(cconn)
@@ -101,12 +113,8 @@ def test_a_keyed_refresh_writes_only_the_rows_that_differ(cconn: psycopg.Connect
     cconn.execute("UPDATE src SET note = 'changed' WHERE cid = 7 AND id = %s", (changed_id,))
     cconn.execute("SELECT pgstream.refresh_stream_table('big')")
     assert _difference(cconn, "big") == 0
-    ins, dele, path = cconn.execute(
-        "SELECT h.rows_inserted, h.rows_deleted, p.path FROM pgstream.pgs_refresh_history h "
-        "JOIN pgstream.pgs_stream_tables s USING (pgs_id) "
-        "JOIN pgstream_lite.refresh_path p USING (refresh_id) "
-        "WHERE s.pgs_name = 'big' AND s.pgs_schema = current_schema() "
-        "ORDER BY h.refresh_id DESC LIMIT 1").fetchone()
+    last = _last_refresh(cconn, "big")
+    ins, dele, path = last["rows_inserted"], last["rows_deleted"], last["path"]
     after = cconn.execute("SELECT id, amount, note FROM big WHERE cid = 7").fetchall()
     assert path == "CITUS_KEYS"
     assert (ins, dele) == (2, 2)  # in_id and changed_id's new row; out_id and changed_id's old
@@ -222,12 +230,8 @@ def test_differential_equals_full_under_random_dml(cconn: psycopg.Connection,
         for name, (_, _, path) in QUERIES.items():
             cconn.execute("SELECT pgstream.refresh_stream_table(%s)", (name,))
             assert _difference(cconn, name) == 0, (name, _round)
-            action, recorded = cconn.execute(
-                "SELECT h.action, p.path FROM pgstream.pgs_refresh_history h "
-                "JOIN pgstream.pgs_stream_tables s USING (pgs_id) "
-                "LEFT JOIN pgstream_lite.refresh_path p USING (refresh_id) "
-                "WHERE s.pgs_name = %s AND s.pgs_schema = current_schema() "
-                "ORDER BY h.refresh_id DESC LIMIT 1", (name,)).fetchone()
+            last = _last_refresh(cconn, name)
+            action, recorded = last["action"], last["path"]
             assert action in ("DIFFERENTIAL", "NO_DATA"), (name, action)
             if action == "DIFFERENTIAL":
                 assert recorded == path, name
@@ -236,11 +240,7 @@ def test_differential_equals_full_under_random_dml(cconn: psycopg.Connection,
     # captured)
     for name, (query, _, _) in QUERIES.items():
         cconn.execute("SELECT pgstream.refresh_stream_table(%s)", (name,))
-        action = cconn.execute(
-            "SELECT h.action FROM pgstream.pgs_refresh_history h "
-            "JOIN pgstream.pgs_stream_tables s USING (pgs_id) WHERE s.pgs_name = %s "
-            "AND s.pgs_schema = current_schema() ORDER BY h.refresh_id DESC LIMIT 1",
-            (name,)).fetchone()[0]
+        action = _last_refresh(cconn, name)["action"]
         assert action == ("DIFFERENTIAL" if " dim " in query else "NO_DATA"), name
 
 
@@ -261,11 +261,8 @@ def test_the_scheduler_refreshes_a_stream_table_over_a_distributed_source(
         time.sleep(1.1)  # the schedule: due a second after the last refresh
         run_scheduler(coordinator_dsn, once=True)
     assert _difference(cconn, "per_customer") == 0
-    assert cconn.execute(
-        "SELECT h.initiated_by, h.action FROM pgstream.pgs_refresh_history h "
-        "JOIN pgstream.pgs_stream_tables s USING (pgs_id) WHERE s.pgs_name = 'per_customer' "
-        "AND s.pgs_schema = current_schema() ORDER BY h.refresh_id DESC LIMIT 1"
-    ).fetchone() == ("SCHEDULER", "DIFFERENTIAL")
+    last = _last_refresh(cconn, "per_customer")
+    assert (last["initiated_by"], last["action"]) == ("SCHEDULER", "DIFFERENTIAL")
 
 
 def test_writes_during_refreshes_never_fail_and_nothing_is_lost(

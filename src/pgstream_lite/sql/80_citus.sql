@@ -728,6 +728,7 @@ DECLARE
     v_t boolean;
     v_type text;
     v_rows text;
+    v_in_keys text;
 BEGIN
     truncated := false;
     rebuilt := false;
@@ -771,14 +772,15 @@ BEGIN
         -- compares every pair of a key's rows (measured 15 ms for one key's 515 rows; 2.7 ms
         -- this way), and a subquery fence that would force a hash join stops Citus from
         -- pushing a multi-shard INSERT down.
+        v_in_keys := format('%I = ANY (ARRAY[%s]::%s[])', p_plan->>'column', v_keys, v_type);
         v_rows := pgstream_lite.citus_rows_sql(p_pgs_id,
-            format(E'SELECT * FROM (\n%s\n) q WHERE q.%I = ANY (ARRAY[%s]::%s[])',
-                   coalesce(m.count_query, m.body), p_plan->>'column', v_keys, v_type),
+            format(E'SELECT * FROM (\n%s\n) q WHERE q.%s', coalesce(m.count_query, m.body),
+                   v_in_keys),
             p_plan->>'column');
-        EXECUTE format('DELETE FROM %1$s t WHERE t.%2$I = ANY (ARRAY[%3$s]::%4$s[]) AND NOT EXISTS '
-                       || E'(SELECT 1 FROM (\n%5$s\n) n WHERE t.%2$I = ANY (ARRAY[%3$s]::%4$s[]) '
-                       || 'AND t.%2$I = n.%2$I AND t.__pgs_row_id = n.__pgs_row_id)',
-                       p_storage, p_plan->>'column', v_keys, v_type, v_rows);
+        EXECUTE format('DELETE FROM %1$s t WHERE t.%2$s AND NOT EXISTS '
+                       || E'(SELECT 1 FROM (\n%3$s\n) n WHERE t.%2$s '
+                       || 'AND t.%4$I = n.%4$I AND t.__pgs_row_id = n.__pgs_row_id)',
+                       p_storage, v_in_keys, v_rows, p_plan->>'column');
         GET DIAGNOSTICS del = ROW_COUNT;
         EXECUTE format(E'INSERT INTO %s (__pgs_row_id, %s) SELECT n.* FROM (\n%s\n) n '
                        || 'ON CONFLICT (__pgs_row_id, %I) DO NOTHING',
