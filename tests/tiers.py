@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -46,7 +47,9 @@ def run_tier(name: str, engine: str | None, env_pairs: list[str], command: list[
             if is_real(engine):
                 print(f"engine {engine}: {engine_prefix(engine)}", flush=True)
         if record["pytest"]:
-            command = [*command, f"--junitxml={results / f'{name}.xml'}"]
+            # failed tests keep their captured output in the XML, for the summary's excerpts
+            command = [*command, f"--junitxml={results / f'{name}.xml'}",
+                       "-o", "junit_logging=all", "-o", "junit_log_passing_tests=false"]
         print("$ " + " ".join(command), flush=True)
         record["rc"] = subprocess.run(command, env=env).returncode
     except (EngineError, OSError) as exc:
@@ -79,6 +82,34 @@ def junit_counts(path: Path) -> dict[str, Counter]:
         )
         counts.setdefault(_suite(case.get("classname", "")), Counter())[outcome] += 1
     return counts
+
+
+# Lines of a failed test's output that say why: dbt's error of a node, PostgreSQL's message
+# fields, pytest's assertion lines.
+_WHY = re.compile(r"(Error in (model|test|seed|snapshot|operation|hook)|Database Error|"
+                  r"Compilation Error|Runtime Error|^\s*(ERROR|DETAIL|HINT|CONTEXT):|"
+                  r"deadlock|^E\s)")
+EXCERPT_TESTS, EXCERPT_LINES = 6, 14
+
+
+def failure_excerpts(path: Path) -> list[str]:
+    """For the first failed or errored tests of a junit file: the test id, its message, and the
+    distinct lines of its captured output that say why (_WHY), so the end of a CI log names the
+    cause even when the log itself is cut."""
+    lines: list[str] = []
+    bad_cases = [(case, bad) for case in ET.parse(path).getroot().iter("testcase")
+                 for bad in case if bad.tag in ("failure", "error")]
+    for case, bad in bad_cases[:EXCERPT_TESTS]:
+        message = (bad.get("message") or "").strip().splitlines()
+        lines.append(f"--- {case.get('classname')}::{case.get('name')} ({bad.tag})"
+                     + (f": {message[0][:300]}" if message else ""))
+        output = [child.text or "" for child in case if child.tag in ("system-out", "system-err")]
+        why = [line.strip()[:300] for text in [*output, bad.text or ""]
+               for line in text.splitlines() if _WHY.search(line)]
+        lines.extend(f"    {line}" for line in list(dict.fromkeys(why))[:EXCERPT_LINES])
+    if len(bad_cases) > EXCERPT_TESTS:
+        lines.append(f"... and {len(bad_cases) - EXCERPT_TESTS} more (the tier's junit file)")
+    return lines
 
 
 def summarize(expected: list[str], results: Path) -> int:
@@ -133,6 +164,12 @@ def summarize(expected: list[str], results: Path) -> int:
                 if not any(n == e or n.startswith(f"{e}-") for n in expected)]
     if untested:
         print(f"NOT TESTED (not in ENGINES): {', '.join(untested)}")
+    for name in expected:
+        xml = results / f"{name}.xml"
+        excerpts = failure_excerpts(xml) if xml.is_file() else []
+        if excerpts:
+            print(f"\nwhy tier {name} failed (first failures):")
+            print("\n".join(excerpts))
     if problems:
         print("\n" + "!" * 78)
         for problem in problems:
