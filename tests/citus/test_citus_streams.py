@@ -385,3 +385,67 @@ def test_a_full_table_altered_to_differential_captures_from_then_on(
         "WHERE s.pgs_name = 'per_customer' AND s.pgs_schema = current_schema() "
         "ORDER BY h.refresh_id")]
     assert paths[-2:] == ["CITUS_KEYS", "CITUS_KEYS"], paths
+
+
+@pytest.mark.parametrize(("key_type", "key_sql", "node_read"), [
+    ("text", "'c' || (g % 13)", True),
+    ("uuid", "('00000000-0000-0000-0000-' || lpad((g % 13)::text, 12, '0'))::uuid", True),
+    ("date", "'2020-01-01'::date + g % 13", True),
+    # no small literal of the type: the claim reads every shard through Citus instead (and
+    # Citus does not prune a boolean key to one shard: the refresh recomputes)
+    ("boolean", "g % 3 = 0", False),
+])
+def test_the_claim_reads_each_node_once_for_any_key_type(
+        cconn: psycopg.Connection, key_type: str, key_sql: str, node_read: bool) -> None:
+    """A claim finds the changed keys with one query per node (a router query on a key whose
+    buffer shard is placed there, whose function reads every buffer shard of that node), for
+    the key types with small literals; other types take the read over every shard. After a
+    shard moves to the other worker, the keys of both nodes are still found: refreshes stay
+    equal to the query."""
+    cconn.execute(f"CREATE TABLE kt (id int, k {key_type}, v int, PRIMARY KEY (k, id))")
+    cconn.execute("SELECT create_distributed_table('kt', 'k', colocate_with => 'none', "
+                  "shard_count => 4)")
+    cconn.execute(f"INSERT INTO kt SELECT g, {key_sql}, g % 5 FROM generate_series(1, 200) g")
+    query = "SELECT k, count(*) AS n, sum(v) AS s FROM kt GROUP BY k"
+    cconn.execute("SELECT pgstream.create_stream_table('kt_v', %s, '1m', 'DIFFERENTIAL')",
+                  (query,))
+    buffer = cconn.execute(
+        "SELECT format('%I.%I', b.buffer_schema, b.buffer_name) FROM pgstream.pgs_stream_tables s"
+        " CROSS JOIN LATERAL pgstream_lite.st_buffers(s.pgs_id) b WHERE s.pgs_name = 'kt_v'"
+        " AND s.pgs_schema = current_schema()").fetchone()[0]
+    nodes = cconn.execute("SELECT pgstream_lite.citus_node_keys(%s, %s)",
+                          (buffer, key_type)).fetchone()[0]
+    if node_read:
+        # one key per worker, each on a shard placed on a different worker
+        groups = cconn.execute(
+            f"SELECT array_agg(DISTINCT p.groupid) FROM unnest(%s::{key_type}[]) k "
+            "JOIN pg_dist_placement p ON p.shardid = "
+            "get_shard_id_for_distribution_column(%s, k)", (nodes, buffer)).fetchone()[0]
+        assert len(nodes) == 2 and len(groups) == 2
+    else:
+        assert nodes is None
+
+    def change_and_check(step: int) -> None:
+        cconn.execute(f"UPDATE kt SET v = v + {step} WHERE id % 7 = {step}")
+        cconn.execute(f"DELETE FROM kt WHERE id % 31 = {step}")
+        cconn.execute(f"INSERT INTO kt SELECT g, {key_sql}, 1 "
+                      f"FROM generate_series({1000 * step}, {1000 * step + 20}) g")
+        cconn.execute("SELECT pgstream.refresh_stream_table('kt_v')")
+        assert _last_refresh(cconn, "kt_v")["path"] == (
+            "CITUS_KEYS" if node_read else "CITUS_RECOMPUTE")
+        assert cconn.execute(
+            f"SELECT (SELECT count(*) FROM (({query}) EXCEPT ALL SELECT k, n, s FROM kt_v) a) + "
+            f"(SELECT count(*) FROM (SELECT k, n, s FROM kt_v EXCEPT ALL ({query})) b)"
+        ).fetchone() == (0,)
+
+    change_and_check(1)
+    # a shard group moves to the other worker: the node keys follow the placements
+    shard, source_node, target_node = cconn.execute(
+        "SELECT s.shardid, n.nodeport, (SELECT o.nodeport FROM pg_dist_node o WHERE "
+        "o.groupid <> 0 AND o.groupid <> p.groupid LIMIT 1) FROM pg_dist_shard s "
+        "JOIN pg_dist_placement p USING (shardid) JOIN pg_dist_node n ON n.groupid = p.groupid "
+        "WHERE s.logicalrelid = 'kt'::regclass ORDER BY s.shardid LIMIT 1").fetchone()
+    cconn.execute("SELECT citus_move_shard_placement(%s, '127.0.0.1', %s, '127.0.0.1', %s, "
+                  "shard_transfer_mode => 'block_writes')", (shard, source_node, target_node))
+    change_and_check(2)
+    change_and_check(3)

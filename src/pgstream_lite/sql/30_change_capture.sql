@@ -637,7 +637,12 @@ BEGIN
             EXECUTE format('DROP TRIGGER IF EXISTS __pgs_cdc_truncate ON %s', p_relid::regclass);
         END IF;
         IF cap.trigger_function IS NOT NULL THEN
-            EXECUTE format('DROP FUNCTION IF EXISTS pgstream_lite.%I()', cap.trigger_function);
+            -- on Citus, a shard moved or split away keeps a copy of the triggers until Citus's
+            -- deferred cleanup drops it: CASCADE drops those copies (the live shards' triggers
+            -- went with the DROP TRIGGERs above), so the drop does not wait for the cleanup
+            EXECUTE format('DROP FUNCTION IF EXISTS pgstream_lite.%I()', cap.trigger_function)
+                || CASE WHEN to_regclass('pg_catalog.pg_dist_shard') IS NOT NULL
+                        THEN ' CASCADE' ELSE '' END;
         END IF;
         EXECUTE format('DROP TABLE IF EXISTS %I.%I', cap.buffer_schema, cap.buffer_name);
         DELETE FROM pgstream_lite.capture c WHERE c.source_relid = p_relid;
