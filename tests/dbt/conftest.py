@@ -109,6 +109,22 @@ def packages() -> dict:
     return {"packages": [{"local": str(PACKAGE_DIR)}]}
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """dbt writes manifest.json and run_results.json after every command (about a third of an
+    in-process run's time, profiled): not for the tests of this directory (their subprocesses
+    included), except the few that read them and ask with --write-json. pytest calls this hook
+    for every test of the session: only those under this directory are concerned."""
+    before = os.environ.get("DBT_WRITE_JSON")
+    if Path(__file__).parent in Path(item.path).parents:
+        os.environ.setdefault("DBT_WRITE_JSON", "false")
+    try:
+        return (yield)
+    finally:
+        if before is None:
+            os.environ.pop("DBT_WRITE_JSON", None)
+
+
 @pytest.fixture(scope="class", autouse=True)
 def _dbt_deps(project) -> None:
     run_dbt(["deps"])

@@ -90,7 +90,7 @@ class TestRunResultCodes(SeededProject):
             "order_totals",
             order_totals(", schedule='5m'").replace("COUNT(*) AS order_count", WIDER),
         )
-        results = run_dbt(["run"])
+        results = run_dbt(["run", "--write-json"])  # run_results.json is read below
         assert message(results, "order_totals") == query_changed(pg.engine)
         assert adapter_code(results, "order_totals") == (
             "ALTER" if pg.engine == "pg_trickle" else "REPLACE"
@@ -516,7 +516,7 @@ class TestDbtCommands(SeededProject):
         write_model(
             project, "order_totals", order_totals(", schema='prod'" + full_on_pg_stream(engine))
         )
-        run_dbt(["run", "--select", "order_totals"])
+        run_dbt(["run", "--select", "order_totals", "--write-json"])  # the state's manifest
         prod = f"{pg.schema}_prod"
         assert pg.st("order_totals", prod) is not None
         state = root / "state"

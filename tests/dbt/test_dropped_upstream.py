@@ -196,7 +196,7 @@ class TestDroppedUpstream(ScheduledProject):
             seen["replace_result"] = next(r for r in results if r.node.name == "order_totals")
             # 2. a seed dropped and loaded again
             results, seen["seed"] = run_dbt_and_capture(
-                ["seed", "--full-refresh", "--select", "raw_items"])
+                ["seed", "--full-refresh", "--select", "raw_items", "--write-json"])
             seen["seed_status"] = [str(r.status) for r in results]
             seen["seed_run_results"] = run_results_json(project)
             # 3. a table model rebuilt (dbt renames it away, then drops it)

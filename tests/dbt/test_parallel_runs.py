@@ -43,7 +43,7 @@ def run_parallel(project, n: int, variables: dict) -> dict[str, list[str]]:
     """`n` `dbt run` processes at once; every one must succeed. Returns each model's run result
     messages, one per run ({model: [message, ...]})."""
     procs = [
-        dbt_cli(project, "run", "--vars", json.dumps(variables), "--target-path",
+        dbt_cli(project, "run", "--write-json", "--vars", json.dumps(variables), "--target-path",
                 f"target_{i}", "--log-path", f"logs_{i}")
         for i in range(n)
     ]

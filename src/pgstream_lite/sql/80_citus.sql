@@ -488,7 +488,7 @@ $$;
 -- the guard triggers (50_api.sql) would fire on the shards, where the refresh's
 -- transaction-local flag is not set, so they go (docs/citus.md: writes are not guarded); and,
 -- when p_col is given (hash distribution), the unique index on __pgs_row_id alone becomes
--- (__pgs_row_id, p_col): Citus keeps a unique index only when it includes the distribution column.
+-- (p_col, __pgs_row_id): Citus keeps a unique index only when it includes the distribution column.
 CREATE OR REPLACE FUNCTION pgstream_lite.citus_prepare_storage(p_storage text, p_col text)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -507,7 +507,9 @@ BEGIN
                       AND i.indnatts = 1 LOOP
         EXECUTE format('DROP INDEX %s', v_index);
     END LOOP;
-    EXECUTE format('CREATE UNIQUE INDEX ON %s (__pgs_row_id, %I)', p_storage, p_col);
+    -- the key first: a keyed refresh reads and deletes the stored rows of a few keys (with
+    -- __pgs_row_id first, each read the whole storage shard: 1.4 ms of a 1-row refresh)
+    EXECUTE format('CREATE UNIQUE INDEX ON %s (%I, __pgs_row_id)', p_storage, p_col);
 END;
 $$;
 
