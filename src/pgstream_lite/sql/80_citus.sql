@@ -271,7 +271,19 @@ DECLARE
     v_shape text;
     v_keys text[];
     v_tries integer;
+    v_placed text;
+    v_cache text := 'pgstream_lite.citus_node_keys_' || md5(p_buffer);
+    v_cached text := current_setting(v_cache, true);
 BEGIN
+    -- kept for the session while the buffer's placements stay the same (a move or a split
+    -- changes them): finding them costs ~0.5 ms, reading the placements ~0.05 ms
+    SELECT md5(string_agg(p.shardid || ':' || p.groupid, ',' ORDER BY p.shardid))
+      INTO v_placed
+      FROM pg_dist_shard s JOIN pg_dist_placement p ON p.shardid = s.shardid
+     WHERE s.logicalrelid = p_buffer::regclass AND p.shardstate = 1;
+    IF v_cached LIKE v_placed || ':%' THEN
+        RETURN substr(v_cached, length(v_placed) + 2)::text[];
+    END IF;
     -- small literals of the type: integers (numeric and string types), or uuids / dates
     -- built on one (the type's category: no cast attempted, so no subtransaction)
     SELECT CASE WHEN t.oid = 'uuid'::regtype THEN 'uuid'
@@ -296,6 +308,9 @@ BEGIN
             'ORDER BY p.groupid, c.i) x', p_buffer, v_shape, p_type, v_tries) INTO v_keys;
         EXIT WHEN v_keys IS NOT NULL;
     END LOOP;
+    IF v_keys IS NOT NULL THEN
+        PERFORM set_config(v_cache, v_placed || ':' || v_keys::text, false);
+    END IF;
     RETURN v_keys;
 END;
 $$;
