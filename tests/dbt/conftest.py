@@ -113,7 +113,7 @@ def packages() -> dict:
 def pytest_runtest_protocol(item, nextitem):
     """dbt writes manifest.json and run_results.json after every command (about a third of an
     in-process run's time, profiled): not for the tests of this directory (their subprocesses
-    included), except the few that read them and ask with --write-json. pytest calls this hook
+    included), except the few that read them (pgs_util.json_artifacts). pytest calls this hook
     for every test of the session: only those under this directory are concerned."""
     before = os.environ.get("DBT_WRITE_JSON")
     if Path(__file__).parent in Path(item.path).parents:

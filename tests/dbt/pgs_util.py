@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -216,3 +217,19 @@ def api_calls(pg) -> list[str]:
         for q in sent(pg)
         if not q.lstrip().upper().startswith("DO ") and any(call in q for call in API_CALLS)
     ]
+
+
+@contextmanager
+def json_artifacts() -> Iterator[None]:
+    """Inside the block dbt writes its JSON artifacts (run_results.json, manifest.json), which
+    tests/dbt otherwise turns off (conftest.py). By the environment: dbt 1.6 ignores
+    --write-json when $DBT_WRITE_JSON says false."""
+    before = os.environ.get("DBT_WRITE_JSON")
+    os.environ["DBT_WRITE_JSON"] = "true"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("DBT_WRITE_JSON", None)
+        else:
+            os.environ["DBT_WRITE_JSON"] = before

@@ -18,6 +18,7 @@ from pgs_util import (
     engine_sql,
     full_on_pg_stream,
     is_engine_detection,
+    json_artifacts,
     message,
     order_totals,
     properties,
@@ -90,7 +91,8 @@ class TestRunResultCodes(SeededProject):
             "order_totals",
             order_totals(", schedule='5m'").replace("COUNT(*) AS order_count", WIDER),
         )
-        results = run_dbt(["run", "--write-json"])  # run_results.json is read below
+        with json_artifacts():  # run_results.json is read below
+            results = run_dbt(["run"])
         assert message(results, "order_totals") == query_changed(pg.engine)
         assert adapter_code(results, "order_totals") == (
             "ALTER" if pg.engine == "pg_trickle" else "REPLACE"
@@ -516,7 +518,8 @@ class TestDbtCommands(SeededProject):
         write_model(
             project, "order_totals", order_totals(", schema='prod'" + full_on_pg_stream(engine))
         )
-        run_dbt(["run", "--select", "order_totals", "--write-json"])  # the state's manifest
+        with json_artifacts():  # the state's manifest
+            run_dbt(["run", "--select", "order_totals"])
         prod = f"{pg.schema}_prod"
         assert pg.st("order_totals", prod) is not None
         state = root / "state"

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pgs_util import TOTALS, SeededProject, totals_rows
+from pgs_util import TOTALS, SeededProject, json_artifacts, totals_rows
 from test_faults import ScheduledProject, assert_consistent, dbt_cli, engine_scheduler
 
 MODELS = {
@@ -42,11 +42,12 @@ def model_files(engine: str) -> dict:
 def run_parallel(project, n: int, variables: dict) -> dict[str, list[str]]:
     """`n` `dbt run` processes at once; every one must succeed. Returns each model's run result
     messages, one per run ({model: [message, ...]})."""
-    procs = [
-        dbt_cli(project, "run", "--write-json", "--vars", json.dumps(variables), "--target-path",
-                f"target_{i}", "--log-path", f"logs_{i}")
-        for i in range(n)
-    ]
+    with json_artifacts():  # each run's run_results.json is read below
+        procs = [
+            dbt_cli(project, "run", "--vars", json.dumps(variables), "--target-path",
+                    f"target_{i}", "--log-path", f"logs_{i}")
+            for i in range(n)
+        ]
     outputs = [proc.communicate(timeout=300)[0] for proc in procs]
     for proc, output in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, output
