@@ -349,6 +349,14 @@ BEGIN
     -- do what the trigger does (remove it, mark its readers), whatever its status.
     SELECT * INTO st FROM pgstream.pgs_stream_tables s WHERE s.pgs_id = p_pgs_id;
     v_marked_before := FOUND AND st.status = 'ERROR' AND st.needs_reinit;
+    IF v_marked_before AND NOT pgstream_lite.storage_missing(st.pgs_relid)
+       AND pgstream_lite.drop_event_trigger_installed() THEN
+        -- marked by the event trigger (a relation it reads was dropped) after the tick chose
+        -- it: no refresh can succeed until it is created again, and the failure would not be
+        -- its own error. (Without the event trigger the tick's own refreshes mark tables, and
+        -- record the failure that found the drop.)
+        RETURN 'SKIPPED';
+    END IF;
     IF FOUND AND st.pgs_relid IS NOT NULL AND pgstream_lite.storage_missing(st.pgs_relid) THEN
         BEGIN
             v_gone := pgstream_lite.handle_dropped_relations(ARRAY[st.pgs_relid]);
