@@ -229,17 +229,19 @@ def test_no_change_means_no_write(world):
     world.execute("INSERT INTO t2 VALUES (1, 'one'), (2, 'two')")
     for name, _ in STREAM_TABLES:
         world.execute("SELECT pgstream.refresh_stream_table(%s)", (name,))
-    stats_before = {name: q(world, "SELECT n_tup_ins, n_tup_del, n_tup_upd FROM "
-                                   "pg_stat_xact_user_tables WHERE relname = %s", name)
-                    for name, _ in STREAM_TABLES}
+    # every row version of every stream table: a write (even of an identical row) makes a new
+    # one (the transaction-local statistics views were not reliable for this: from PostgreSQL
+    # 15 they can still hold earlier transactions' counts until the backend flushes them)
+    def versions() -> dict[str, set]:
+        return {name: set(q(world, f"SELECT ctid::text, xmin::text FROM {name}"))
+                for name, _ in STREAM_TABLES}
+
+    before = versions()
     for name, _ in STREAM_TABLES:
         world.execute("SELECT pgstream.refresh_stream_table(%s)", (name,))
         assert q1(world, "SELECT action FROM pgstream.get_refresh_history(%s, 1)", name) == \
             "NO_DATA"
-    stats_after = {name: q(world, "SELECT n_tup_ins, n_tup_del, n_tup_upd FROM "
-                                  "pg_stat_xact_user_tables WHERE relname = %s", name)
-                   for name, _ in STREAM_TABLES}
-    assert stats_before == stats_after
+    assert versions() == before
 
 
 def test_duplicates_survive(world):
