@@ -18,6 +18,17 @@ RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT 1885566316 $$;  -- 'pgsl'
 CREATE OR REPLACE FUNCTION pgstream_lite.st_lock_id(p_pgs_id bigint)
 RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT (p_pgs_id % 2147483647)::integer $$;
 
+-- SQL of the row id of the p_occ-th copy (p_occ > 1) of a row whose hash is p_hash (both SQL
+-- expressions of integer types): the same value as pg_stream_hash_multi(ARRAY[hash, occ]::text[])
+-- (integers' text never needs quoting in an array's text form), written so that the planner
+-- inlines it: pg_stream_hash_multi's array-to-text cast is only STABLE, which kept it a SQL
+-- function call, about 10 us a row in a refresh's probes (benchmarks/differential_refresh.py).
+CREATE OR REPLACE FUNCTION pgstream_lite.occurrence_id_sql(p_hash text, p_occ text)
+RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT format('hashtextextended(''{'' || (%s)::text || '','' || (%s)::text || ''}'', 1)',
+                  p_hash, p_occ)
+$$;
+
 -- The settings a refresh pins (see refresh_st), restored afterwards.
 CREATE OR REPLACE FUNCTION pgstream_lite.refresh_format_settings()
 RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
@@ -49,7 +60,7 @@ BEGIN
       FROM unnest(pgstream_lite.stored_columns(m)) WITH ORDINALITY AS u(c, o);
     RETURN format(
         E'SELECT CASE WHEN h.__pgs_occ = 1 THEN h.__pgs_h\n'
-        || E'            ELSE pgstream.pg_stream_hash_multi(ARRAY[h.__pgs_h::text, h.__pgs_occ::text])\n'
+        || E'            ELSE ' || pgstream_lite.occurrence_id_sql('h.__pgs_h', 'h.__pgs_occ') || E'\n'
         || E'       END AS __pgs_row_id, %s\n'
         || E'  FROM (SELECT g.*, row_number() OVER (PARTITION BY g.__pgs_h) AS __pgs_occ\n'
         || E'          FROM (SELECT %s, pgstream.pg_stream_hash(ROW(%s)::text) AS __pgs_h\n'
@@ -228,7 +239,7 @@ BEGIN
             END IF;
             IF v_res.truncated THEN
                 v_path := 'RECOMPUTE';
-                v_reason := 'a source was truncated';
+                v_reason := pgstream_lite.marker_reason(p_pgs_id, st.frontier->>'snapshot');
             ELSE
                 IF v_path = 'AGG' THEN
                     IF v_res.rebuilt THEN

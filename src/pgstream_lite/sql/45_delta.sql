@@ -689,6 +689,35 @@ RETURNS text LANGUAGE sql STABLE AS $$
       FROM pgstream_lite.capture c WHERE c.source_relid = ANY (p_relids)
 $$;
 
+-- Why a DIFFERENTIAL refresh of stream table p_pgs_id recomputes after its delta met a 'T' row
+-- among the changes not visible in snapshot p_prev: a source truncated, or a stream table it
+-- reads rewrote most of its rows (a rescan marker: rescan_instead, 30_change_capture.sql).
+CREATE OR REPLACE FUNCTION pgstream_lite.marker_reason(p_pgs_id bigint, p_prev text)
+RETURNS text LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    b record;
+    v_rows text;
+    v_rescan text;
+BEGIN
+    FOR b IN SELECT * FROM pgstream_lite.st_buffers(p_pgs_id) s
+              WHERE s.buffer_name IS NOT NULL AND NOT s.distributed LOOP
+        FOR v_rows IN EXECUTE format(
+                'SELECT x.row_new->>''rescan'' FROM %I.%I x WHERE x.op = ''T'' '
+                'AND x.xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(x.xid, $1)',
+                b.buffer_schema, b.buffer_name) USING p_prev::pg_snapshot LOOP
+            IF v_rows IS NULL THEN
+                RETURN format('source %s was truncated', pgstream_lite.relname(b.source_relid));
+            END IF;
+            v_rescan := coalesce(v_rescan, format(
+                'stream table %s: a refresh rewrote %s of its rows (at least half), recorded as '
+                'one rescan marker, not their images', pgstream_lite.relname(b.source_relid),
+                v_rows));
+        END LOOP;
+    END LOOP;
+    RETURN coalesce(v_rescan, 'a source was truncated');
+END;
+$$;
+
 -- The query text with p_pred added to its WHERE clause (p_where: from_items' from_end,
 -- where_pos, where_end): WHERE (p_pred) AND (the query's condition). The FROM items keep their
 -- positions.
@@ -794,7 +823,8 @@ BEGIN
                       ORDER BY x.prepare_time DESC OFFSET 63 LOOP
             EXECUTE format('DEALLOCATE %I', v_old);
         END LOOP;
-        EXECUTE format('PREPARE %I(text) AS %s', v_name, p_sql);
+        -- the parameter typed: with text, its cast to pg_snapshot ran once per buffer row read
+        EXECUTE format('PREPARE %I(pg_snapshot) AS %s', v_name, p_sql);
         EXECUTE format('EXECUTE %I(%L)', v_name, p_prev) INTO ins, del, snap, flag;
     END;
 END;
@@ -1026,17 +1056,17 @@ BEGIN
         '__pgs_probe (h, i) AS (SELECT z.__pgs_h, 1 FROM __pgs_net z WHERE '
         '(SELECT true FROM %s t WHERE t.__pgs_row_id = z.__pgs_h LIMIT 1) '
         'UNION ALL SELECT p.h, p.i + 1 FROM __pgs_probe p WHERE (SELECT true FROM %s t '
-        'WHERE t.__pgs_row_id = pgstream.pg_stream_hash_multi(ARRAY[p.h::text, (p.i + 1)::text]) '
-        'LIMIT 1)),\n'
+        'WHERE t.__pgs_row_id = ' || pgstream_lite.occurrence_id_sql('p.h', 'p.i + 1')
+        || E' LIMIT 1)),\n'
         '__pgs_cnt AS (SELECT p.h, max(p.i) AS c FROM __pgs_probe p GROUP BY p.h),\n'
         '__pgs_c AS MATERIALIZED (SELECT z.*, coalesce(c.c, 0) AS __pgs_c FROM __pgs_net z '
         'LEFT JOIN __pgs_cnt c ON c.h = z.__pgs_h WHERE (SELECT t FROM __pgs_t) IS NULL),\n'
         '__pgs_del AS (DELETE FROM %s t WHERE t.__pgs_row_id = ANY (ARRAY(SELECT CASE WHEN o = 1 '
-        'THEN z.__pgs_h ELSE pgstream.pg_stream_hash_multi(ARRAY[z.__pgs_h::text, o::text]) END '
+        'THEN z.__pgs_h ELSE ' || pgstream_lite.occurrence_id_sql('z.__pgs_h', 'o') || E' END '
         'FROM __pgs_c z CROSS JOIN LATERAL generate_series(z.__pgs_c + z.__pgs_n + 1, z.__pgs_c) o '
         'WHERE z.__pgs_n < 0)) RETURNING 1),\n'
         '__pgs_ins AS (INSERT INTO %s (__pgs_row_id, %s) SELECT CASE WHEN o = 1 THEN z.__pgs_h '
-        'ELSE pgstream.pg_stream_hash_multi(ARRAY[z.__pgs_h::text, o::text]) END, %s '
+        'ELSE ' || pgstream_lite.occurrence_id_sql('z.__pgs_h', 'o') || E' END, %s '
         'FROM __pgs_c z CROSS JOIN LATERAL generate_series(z.__pgs_c + 1, z.__pgs_c + z.__pgs_n) o '
         'WHERE z.__pgs_n > 0 RETURNING 1)\n'
         'SELECT (SELECT count(*) FROM __pgs_ins), (SELECT count(*) FROM __pgs_del), '
