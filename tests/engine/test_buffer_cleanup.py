@@ -76,3 +76,28 @@ def test_repeatable_read_refresh_deletes(conn, filtered):
     assert _filenode(conn, filtered) == before
     assert q1(conn, f"SELECT count(*) FROM {filtered}") == 0
     assert _differs(conn) == 0
+
+
+def _xid_indexes(conn: psycopg.Connection, buffer: str) -> int:
+    return q1(conn, "SELECT count(*) FROM pg_index i JOIN pg_attribute a ON a.attrelid = "
+                    "i.indrelid AND a.attnum = i.indkey[0] WHERE i.indrelid = %s::regclass "
+                    "AND a.attname = 'xid' AND i.indpred IS NULL", buffer)
+
+
+def test_a_second_reader_brings_the_xid_index(conn, filtered):
+    # one reader: its refreshes read the whole (small) buffer; the index would only cost writes
+    assert _xid_indexes(conn, filtered) == 0
+    conn.execute("SELECT pgstream.create_stream_table('g', 'SELECT v % 7 AS k, count(*) AS n "
+                 "FROM src2 GROUP BY v % 7', '1h', 'DIFFERENTIAL')")
+    assert _xid_indexes(conn, filtered) == 1
+    # readers on different schedules: the lagging one's changes stay, each reads its own
+    conn.execute("UPDATE src2 SET v = v + 3 WHERE id <= 100")
+    conn.execute("SELECT pgstream.refresh_stream_table('f')")
+    conn.execute("DELETE FROM src2 WHERE id > 4900")
+    conn.execute("SELECT pgstream.refresh_stream_table('f')")
+    assert _differs(conn) == 0
+    assert q1(conn, f"SELECT count(*) FROM {filtered}") > 0  # g has not consumed them
+    conn.execute("SELECT pgstream.refresh_stream_table('g')")
+    assert q(conn, "SELECT k, n FROM g ORDER BY k") == \
+        q(conn, "SELECT v % 7, count(*) FROM src2 GROUP BY 1 ORDER BY 1")
+    assert q1(conn, f"SELECT count(*) FROM {filtered}") == 0

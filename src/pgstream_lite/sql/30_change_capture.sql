@@ -518,9 +518,8 @@ BEGIN
             'CREATE TABLE %s (xid xid8 NOT NULL DEFAULT pg_current_xact_id(), op text NOT NULL, '
             'row_old jsonb, row_new jsonb)',
             v_buf);
-        -- refreshes read the changes not visible in a frontier: those from its xmin on; and
-        -- check for a TRUNCATE among them without reading the others
-        EXECUTE format('CREATE INDEX ON %s (xid)', v_buf);
+        -- refreshes check for a TRUNCATE among the changes without reading the others; the
+        -- index on xid comes with a second reader (ensure_xid_index)
         EXECUTE format('CREATE INDEX ON %s (xid) WHERE op = ''T''', v_buf);
         EXECUTE format('COMMENT ON TABLE %s IS %L', v_buf,
             'pgstream-lite change buffer of ' || pgstream_lite.relname(p_relid));
@@ -582,13 +581,55 @@ $body$ $f$, v_fn, v_buf,
         INSERT INTO pgstream_lite.capture (source_relid, kind, buffer_schema, buffer_name, trigger_function)
         VALUES (p_relid, p_kind, v_schema, v_buffer, v_fn);
     END IF;
+    PERFORM pgstream_lite.ensure_xid_index(p_relid);
 END;
 $fn$;
+
+-- Give the change buffer of p_relid a b-tree index on xid once two or more stream tables read
+-- the source (pgs_dependencies). With one reader the buffer holds only that reader's
+-- unconsumed changes plus the dead rows of its last cleanups (at most 32 pages: beyond, a
+-- cleanup truncates it, truncate_consumed), so a refresh reads it whole by a sequential scan,
+-- and the index would only cost writes: about 0.85 us of each captured row, 40 % of a bulk
+-- INSERT's capture cost (benchmarks/capture_cost.py). Readers on different schedules make a
+-- buffer hold what the slowest has not consumed; each refresh then reads its own changes (from
+-- its frontier's xmin on) and each cleanup its range by the index. The buffer's lock (SHARE ROW
+-- EXCLUSIVE: one creator at a time; writers of the source wait, as for CREATE INDEX) makes the
+-- check and the create one step. Kept when readers go: dropping it would block writers too.
+CREATE OR REPLACE FUNCTION pgstream_lite.ensure_xid_index(p_relid oid)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_buf regclass;
+BEGIN
+    SELECT to_regclass(format('%I.%I', c.buffer_schema, c.buffer_name)) INTO v_buf
+      FROM pgstream_lite.capture c
+     WHERE c.source_relid = p_relid AND c.kind = 'TRIGGER';
+    IF v_buf IS NULL OR pgstream_lite.has_xid_index(v_buf)
+       -- a Citus buffer holds keys, claimed by key (80_citus.sql), not row images
+       OR NOT EXISTS (SELECT 1 FROM pg_attribute a
+                       WHERE a.attrelid = v_buf AND a.attname = 'row_new' AND NOT a.attisdropped)
+       OR (SELECT count(DISTINCT d.pgs_id) FROM pgstream.pgs_dependencies d
+            WHERE d.source_relid = p_relid) < 2 THEN
+        RETURN;
+    END IF;
+    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v_buf);
+    IF NOT pgstream_lite.has_xid_index(v_buf) THEN
+        EXECUTE format('CREATE INDEX ON %s (xid)', v_buf);
+    END IF;
+END;
+$$;
+
+-- Has change buffer p_buffer a (non-partial) index led by xid?
+CREATE OR REPLACE FUNCTION pgstream_lite.has_xid_index(p_buffer regclass)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_index i
+                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                    WHERE i.indrelid = p_buffer AND a.attname = 'xid' AND i.indpred IS NULL)
+$$;
 
 -- The row images are read back into rows by DIFFERENTIAL refresh (45_delta.sql): they must not
 -- depend on the writing session's settings. Floats are written exactly, intervals in one style
 -- (timestamps and dates are ISO in jsonb whatever DateStyle). Capture functions made by an
--- earlier install get the same settings, and their buffers the index on xid. A buffer made
+-- earlier install get the same settings, and their buffers the indexes on xid (ensure_xid_index). A buffer made
 -- by an earlier install loses its change_id (a sequence and a unique index written per captured row) and
 -- captured_at columns: nothing reads them, and they were about a third of a bulk write's
 -- capture cost (benchmarks/capture_cost.py).
@@ -605,15 +646,7 @@ BEGIN
         EXECUTE format('ALTER TABLE %s DROP COLUMN IF EXISTS change_id, '
                        'DROP COLUMN IF EXISTS captured_at', f);
     END LOOP;
-    FOR f IN SELECT format('%I.%I', c.buffer_schema, c.buffer_name) FROM pgstream_lite.capture c
-              WHERE to_regclass(format('%I.%I', c.buffer_schema, c.buffer_name)) IS NOT NULL
-                AND NOT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a
-                                    ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                                 WHERE i.indrelid = to_regclass(format('%I.%I', c.buffer_schema,
-                                                                       c.buffer_name))
-                                   AND a.attname = 'xid') LOOP
-        EXECUTE format('CREATE INDEX ON %s (xid)', f);
-    END LOOP;
+    PERFORM pgstream_lite.ensure_xid_index(c.source_relid) FROM pgstream_lite.capture c;
     FOR f IN SELECT format('%I.%I', c.buffer_schema, c.buffer_name) FROM pgstream_lite.capture c
               WHERE c.kind = 'TRIGGER'
                 AND to_regclass(format('%I.%I', c.buffer_schema, c.buffer_name)) IS NOT NULL
