@@ -80,7 +80,11 @@ def test_bad_cron(base, schedule):
 
 
 @pytest.mark.parametrize("text, seconds", [("+5", 5), ("-0", 0), ("0090", 90), ("5m5m", 600),
-                                           ("9223372036854775807", 9223372036854775807)])
+                                           ("9223372036854775807", 9223372036854775807),
+                                           # one number and unit: 12 digits (the short path)
+                                           # and 13 (the general one) agree
+                                           ("0005m", 300), ("999999999999w", 604799999999395200),
+                                           ("9999999999999w", 6047999999999395200)])
 def test_bare_integers_and_repeated_units(conn, text, seconds):
     assert q1(conn, "SELECT pgstream.parse_duration_seconds(%s)", text) == seconds
 

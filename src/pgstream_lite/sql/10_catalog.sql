@@ -173,9 +173,15 @@ RETURNS integer LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v text := pgstream_lite.setting(p_name, p_default::text);
 BEGIN
-    RETURN v::integer;
-EXCEPTION WHEN others THEN
-    RETURN p_default;
+    -- the common case without the exception block's subtransaction (read on every refresh)
+    IF v ~ '^\s*[+-]?[0-9]{1,9}\s*$' THEN
+        RETURN v::integer;
+    END IF;
+    BEGIN
+        RETURN v::integer;
+    EXCEPTION WHEN others THEN
+        RETURN p_default;
+    END;
 END;
 $$;
 

@@ -29,6 +29,13 @@ BEGIN
         seconds := s::bigint;
         RETURN;
     END IF;
+    -- one number and one unit, the common case: the loop below, without walking characters
+    -- (a refresh parses its schedule for the history's freshness deadline)
+    IF s ~ '^[0-9]{1,12}[smhdw]$' THEN
+        seconds := left(s, -1)::bigint * CASE right(s, 1)
+            WHEN 's' THEN 1 WHEN 'm' THEN 60 WHEN 'h' THEN 3600 WHEN 'd' THEN 86400 ELSE 604800 END;
+        RETURN;
+    END IF;
     n := length(s);
     WHILE i <= n LOOP
         ch := substr(s, i, 1);

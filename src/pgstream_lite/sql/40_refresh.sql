@@ -190,14 +190,15 @@ BEGIN
         v_old_flag := coalesce(current_setting('pgstream_lite.refreshing', true), '');
         SELECT array_agg(current_setting(g) ORDER BY o) INTO v_old_fmt
           FROM unnest(pgstream_lite.refresh_format_settings()) WITH ORDINALITY AS u(g, o);
-        PERFORM set_config('search_path', m.search_path, true);
-        PERFORM set_config('pgstream_lite.refreshing', 'on', true);
-        -- Row ids hash the rows' text: pin every setting that changes how values print.
-        PERFORM set_config('TimeZone', m.timezone, true);
-        PERFORM set_config('DateStyle', 'ISO, MDY', true);
-        PERFORM set_config('IntervalStyle', 'postgres', true);
-        PERFORM set_config('extra_float_digits', '1', true);
-        PERFORM set_config('bytea_output', 'hex', true);
+        -- Row ids hash the rows' text: pin every setting that changes how values print (one
+        -- statement: each PERFORM is an executor run).
+        PERFORM set_config('search_path', m.search_path, true),
+                set_config('pgstream_lite.refreshing', 'on', true),
+                set_config('TimeZone', m.timezone, true),
+                set_config('DateStyle', 'ISO, MDY', true),
+                set_config('IntervalStyle', 'postgres', true),
+                set_config('extra_float_digits', '1', true),
+                set_config('bytea_output', 'hex', true);
         IF v_action = 'DIFFERENTIAL' THEN
             -- [citus hook] a stream table reading Citus tables: 80_citus.sql's plan (else NULL)
             v_plan := coalesce(pgstream_lite.citus_plan(p_pgs_id), pgstream_lite.st_plan(p_pgs_id));
@@ -296,9 +297,9 @@ BEGIN
             UPDATE pgstream_lite.st_meta x SET dvm_state_ok = false
              WHERE x.pgs_id = p_pgs_id AND x.dvm_state_ok;
         END IF;
-        PERFORM set_config('role', v_old_role, true);
-        PERFORM set_config('pgstream_lite.refreshing', v_old_flag, true);
-        PERFORM set_config('search_path', v_old_path, true);
+        PERFORM set_config('role', v_old_role, true),
+                set_config('pgstream_lite.refreshing', v_old_flag, true),
+                set_config('search_path', v_old_path, true);
         PERFORM set_config(g, v_old_fmt[o], true)
            FROM unnest(pgstream_lite.refresh_format_settings()) WITH ORDINALITY AS u(g, o);
     END IF;
@@ -336,7 +337,11 @@ BEGIN
     PERFORM pgstream_lite.record_path(v_refresh_id, v_path, v_reason);
 
     PERFORM pgstream_lite.prune_history(p_pgs_id);
-    PERFORM pgstream_lite.cleanup_buffers(p_pgs_id);
+    -- NO_DATA: its buffers hold no change it had not consumed, so nothing it frees now; the
+    -- frontier it moved lets the next refresh of any reader of a shared source free more
+    IF v_action <> 'NO_DATA' THEN
+        PERFORM pgstream_lite.cleanup_buffers(p_pgs_id);
+    END IF;
     RETURN v_action;
 END;
 $$;
