@@ -14,6 +14,10 @@ QUERIES = {
                      "GROUP BY cid", "distributed", "CITUS_KEYS"),
     "big": ("SELECT id, cid, amount, note FROM src WHERE amount > 5", "distributed",
             "CITUS_KEYS"),
+    # the same through a CTE: its keys are recomputed through Citus, not by statements over
+    # one shard group on the node (citus_keys_on_nodes needs every table to be a FROM item)
+    "big_sub": ("WITH s AS (SELECT * FROM src) SELECT id, cid, amount FROM s WHERE amount > 5",
+                "distributed", "CITUS_KEYS"),
     # groups across keys: storage on the coordinator; CITUS_RECOMPUTE refreshes
     "per_amount": ("SELECT amount, count(*) AS c FROM src GROUP BY amount", "local",
                    "CITUS_RECOMPUTE"),
@@ -117,6 +121,12 @@ def test_a_keyed_refresh_writes_only_the_rows_that_differ(cconn: psycopg.Connect
     ins, dele, path = last["rows_inserted"], last["rows_deleted"], last["path"]
     after = cconn.execute("SELECT id, amount, note FROM big WHERE cid = 7").fetchall()
     assert path == "CITUS_KEYS"
+    # recomputed on the node holding key 7, over its shard group (citus_keys_on_nodes)
+    items = cconn.execute(
+        "SELECT m.citus->'node_items' FROM pgstream_lite.st_meta m JOIN "
+        "pgstream.pgs_stream_tables s USING (pgs_id) WHERE s.pgs_name = 'big' "
+        "AND s.pgs_schema = current_schema()").fetchone()[0]
+    assert [i["name"] for i in items] == ["src"]
     assert (ins, dele) == (2, 2)  # in_id and changed_id's new row; out_id and changed_id's old
     assert len(set(before) - set(after)) == 2 and len(set(after) - set(before)) == 2
     # the unchanged rows of the key were not rewritten: their row versions are the old ones
@@ -242,6 +252,13 @@ def test_differential_equals_full_under_random_dml(cconn: psycopg.Connection,
         cconn.execute("SELECT pgstream.refresh_stream_table(%s)", (name,))
         action = _last_refresh(cconn, name)["action"]
         assert action == ("DIFFERENTIAL" if " dim " in query else "NO_DATA"), name
+    # which keyed refreshes ran as statements over one shard group on the nodes
+    on_nodes = dict(cconn.execute(
+        "SELECT s.pgs_name, jsonb_typeof(m.citus->'node_items') FROM pgstream_lite.st_meta m "
+        "JOIN pgstream.pgs_stream_tables s USING (pgs_id) "
+        "WHERE s.pgs_schema = current_schema() AND m.citus ? 'node_items'").fetchall())
+    assert on_nodes == {"per_customer": "array", "big": "array", "joined": "array",
+                        "big_sub": "null"}
 
 
 def test_the_scheduler_refreshes_a_stream_table_over_a_distributed_source(
