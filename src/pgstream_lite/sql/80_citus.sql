@@ -23,10 +23,11 @@ BEGIN
     IF to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
         RETURN NULL;
     END IF;
-    EXECUTE 'SELECT CASE WHEN p.partmethod = ''h'' THEN ''distributed'' '
-            'WHEN p.partmethod = ''n'' AND p.repmodel = ''t'' THEN ''reference'' ELSE ''other'' END '
-            'FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1'
-        INTO v USING p_relid;
+    -- static SQL (PL/pgSQL resolves it when first run, which happens only with Citus there):
+    -- its plan is kept for the session; EXECUTE planned it at each of a refresh's ~4 calls
+    SELECT CASE WHEN p.partmethod = 'h' THEN 'distributed'
+                WHEN p.partmethod = 'n' AND p.repmodel = 't' THEN 'reference' ELSE 'other' END
+      INTO v FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = p_relid;
     RETURN v;
 END;
 $$;
@@ -39,11 +40,11 @@ BEGIN
     IF pgstream_lite.citus_table_kind(p_relid) IS DISTINCT FROM 'distributed' THEN
         RETURN;
     END IF;
-    EXECUTE 'SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) '
-            'FROM pg_catalog.pg_dist_partition p JOIN pg_attribute a ON a.attrelid = p.logicalrelid '
-            'AND a.attname = column_to_column_name(p.logicalrelid, p.partkey) '
-            'WHERE p.logicalrelid = $1'
-        INTO col_name, col_type USING p_relid;
+    SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) INTO col_name, col_type
+      FROM pg_catalog.pg_dist_partition p
+      JOIN pg_attribute a ON a.attrelid = p.logicalrelid
+       AND a.attname = column_to_column_name(p.logicalrelid, p.partkey)
+     WHERE p.logicalrelid = p_relid;
 END;
 $$;
 
@@ -945,7 +946,6 @@ DECLARE
     v_res bigint[];
     v_del bigint := 0;
     v_ins bigint := 0;
-    it jsonb;
 BEGIN
     IF (SELECT count(*) FROM regexp_split_to_table(p_keys, ',') x) > 64 THEN
         RETURN NULL;  -- a cheap upper bound: a key literal may contain commas
@@ -968,13 +968,16 @@ BEGIN
         IF cardinality(v_groups.groups) IS DISTINCT FROM 1 THEN
             RETURN NULL;
         END IF;
-        v_repl := '{}';
-        FOR it IN SELECT x FROM jsonb_array_elements(v_items) x LOOP
-            EXECUTE format('SELECT shard_name(%s::regclass, '
-                           'get_shard_id_for_distribution_column(%s::regclass, %L::%s), false)',
-                           it->>'relid', it->>'relid', v_groups.k0, p_type) INTO v_shard;
-            v_repl := v_repl || v_shard;
-        END LOOP;
+        -- each table's shard of the same hash range (co-location), from Citus's metadata
+        SELECT array_agg(shard_name(s2.logicalrelid, s2.shardid, false) ORDER BY j.o)
+          INTO v_repl
+          FROM jsonb_array_elements(v_items) WITH ORDINALITY AS j(x, o)
+          JOIN pg_dist_shard s1 ON s1.shardid = v_groups.shardid
+          JOIN pg_dist_shard s2 ON s2.logicalrelid = (j.x->>'relid')::oid::regclass
+                               AND s2.shardminvalue = s1.shardminvalue;
+        IF cardinality(v_repl) IS DISTINCT FROM jsonb_array_length(v_items) THEN
+            RETURN NULL;
+        END IF;
         v_shard := shard_name(p_storage::regclass, v_groups.shardid, false);
         v_rows := pgstream_lite.citus_rows_sql(p_pgs_id,
             format(E'SELECT * FROM (\n%s\n) q WHERE q.%I = ANY (%L::%s[])',
@@ -982,14 +985,17 @@ BEGIN
                    v_col, v_groups.keys, p_type),
             v_col);
         -- one recompute: the INSERT's snapshot still has the rows the DELETE removes, which
-        -- are not among the recomputed ones (their ids are gone), so the two never meet
+        -- are not among the recomputed ones (their ids are gone), so the two never meet. Both
+        -- are hash anti-joins of the key's rows (ON CONFLICT DO NOTHING probed the unique
+        -- index once per recomputed row: 0.8 of 2.2 ms for a key of 516 rows, measured)
         v_sql := format(
             E'WITH n AS MATERIALIZED (\n%1$s\n), '
             || 'd AS (DELETE FROM %2$s t WHERE t.%3$I = ANY (%4$L::%5$s[]) AND NOT EXISTS '
             || '(SELECT 1 FROM n WHERE n.%3$I = t.%3$I AND n.__pgs_row_id = t.__pgs_row_id) '
             || 'RETURNING 1), '
-            || 'i AS (INSERT INTO %2$s (__pgs_row_id, %6$s) SELECT n.* FROM n '
-            || 'ON CONFLICT (__pgs_row_id, %3$I) DO NOTHING RETURNING 1) '
+            || 'i AS (INSERT INTO %2$s (__pgs_row_id, %6$s) SELECT n.* FROM n WHERE NOT EXISTS '
+            || '(SELECT 1 FROM %2$s t WHERE t.%3$I = ANY (%4$L::%5$s[]) AND t.%3$I = n.%3$I '
+            || 'AND t.__pgs_row_id = n.__pgs_row_id) RETURNING 1) '
             || 'SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM i)',
             v_rows, v_shard, v_col, v_groups.keys, p_type, v_cols);
         v_stmts := jsonb_set(v_stmts, ARRAY[v_groups.groups[1]::text],
