@@ -15,7 +15,7 @@ QUERIES = {
     "big": ("SELECT id, cid, amount, note FROM src WHERE amount > 5", "distributed",
             "CITUS_KEYS"),
     # the same through a CTE: its keys are recomputed through Citus, not by statements over
-    # one shard group on the node (citus_keys_on_nodes needs every table to be a FROM item)
+    # one shard group on the node (citus_node_spec needs every table to be a FROM item)
     "big_sub": ("WITH s AS (SELECT * FROM src) SELECT id, cid, amount FROM s WHERE amount > 5",
                 "distributed", "CITUS_KEYS"),
     # groups across keys: storage on the coordinator; CITUS_RECOMPUTE refreshes
@@ -121,7 +121,7 @@ def test_a_keyed_refresh_writes_only_the_rows_that_differ(cconn: psycopg.Connect
     ins, dele, path = last["rows_inserted"], last["rows_deleted"], last["path"]
     after = cconn.execute("SELECT id, amount, note FROM big WHERE cid = 7").fetchall()
     assert path == "CITUS_KEYS"
-    # recomputed on the node holding key 7, over its shard group (citus_keys_on_nodes)
+    # recomputed on the node holding key 7, over its shard group (citus_node_refresh)
     items = cconn.execute(
         "SELECT m.citus->'node_items' FROM pgstream_lite.st_meta m JOIN "
         "pgstream.pgs_stream_tables s USING (pgs_id) WHERE s.pgs_name = 'big' "
@@ -254,11 +254,38 @@ def test_differential_equals_full_under_random_dml(cconn: psycopg.Connection,
         assert action == ("DIFFERENTIAL" if " dim " in query else "NO_DATA"), name
     # which keyed refreshes ran as statements over one shard group on the nodes
     on_nodes = dict(cconn.execute(
-        "SELECT s.pgs_name, jsonb_typeof(m.citus->'node_items') FROM pgstream_lite.st_meta m "
+        "SELECT s.pgs_name, jsonb_typeof(m.citus->'node_sql') FROM pgstream_lite.st_meta m "
         "JOIN pgstream.pgs_stream_tables s USING (pgs_id) "
-        "WHERE s.pgs_schema = current_schema() AND m.citus ? 'node_items'").fetchall())
-    assert on_nodes == {"per_customer": "array", "big": "array", "joined": "array",
+        "WHERE s.pgs_schema = current_schema() AND m.citus ? 'node_sql'").fetchall())
+    assert on_nodes == {"per_customer": "string", "big": "string", "joined": "string",
                         "big_sub": "null"}
+
+
+def test_a_refresh_on_the_nodes_is_seen_by_the_rest_of_its_transaction(
+        cconn: psycopg.Connection) -> None:
+    """The nodes write the refreshed keys' rows over the connections Citus holds for the
+    transaction (citus_node_refresh); a multi-shard read later in the same transaction, allowed
+    many connections per node, still sees them, and a rollback takes them back with the
+    claim."""
+    _source(cconn)
+    cconn.execute("SELECT pgstream.create_stream_table('big', %s, '1m', 'DIFFERENTIAL')",
+                  (QUERIES["big"][0],))
+    cconn.execute("SELECT pgstream.refresh_stream_table('big')")
+    before = cconn.execute("SELECT count(*), sum(amount) FROM big").fetchone()
+    cconn.execute("UPDATE src SET amount = 100 WHERE cid IN (3, 4, 5) AND id % 3 = 0")
+    cconn.execute("SET citus.max_adaptive_executor_pool_size = 16")
+    cconn.execute("SET citus.executor_slow_start_interval = 0")
+    with cconn.transaction():
+        cconn.execute("SELECT pgstream.refresh_stream_table('big')")
+        assert _last_refresh(cconn, "big")["action"] == "DIFFERENTIAL"
+        assert _difference(cconn, "big") == 0
+        assert cconn.execute("SELECT count(*), sum(amount) FROM big").fetchone() != before
+        raise psycopg.Rollback
+    assert cconn.execute("SELECT count(*), sum(amount) FROM big").fetchone() == before
+    cconn.execute("SELECT pgstream.refresh_stream_table('big')")
+    assert _difference(cconn, "big") == 0
+    oid = cconn.execute("SELECT 'src'::regclass::oid").fetchone()[0]
+    assert cconn.execute(f"SELECT count(*) FROM pgstream_changes.changes_{oid}").fetchone() == (0,)
 
 
 def test_the_scheduler_refreshes_a_stream_table_over_a_distributed_source(

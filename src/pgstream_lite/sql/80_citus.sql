@@ -260,28 +260,71 @@ BEGIN
 END;
 $body$
 $create$;
-    -- citus_keys_on_nodes' statements, run on the node holding their shards (called from a
-    -- router query, in the refresh's transaction there): each returns (deleted, inserted).
-    -- Names in them resolve in p_search_path, the stream table's (shards are qualified).
+    -- A claim's call on a node when the stream table's keys can be refreshed there
+    -- (citus_node_spec): after citus_node_pending's read, when it found 1 to 64 keys and no
+    -- TRUNCATE, the node claims them (deletes their rows for p_pgs_id and for dropped stream
+    -- tables, TRUNCATE rows excepted, from its buffer shards) and, per shard group, runs the
+    -- spec's statement over that group's shards (plain local tables here; co-located tables
+    -- share hash ranges, so a group's shards are those with the buffer shard's shardminvalue).
+    -- The claim comes before the recompute, in this node's part of the refresh's transaction,
+    -- so a change committed in between is either recomputed or left buffered. Returns the read's
+    -- {"k", "t"} plus "a": [deleted, inserted] when it refreshed them.
     EXECUTE $create$
-CREATE OR REPLACE FUNCTION pgstream_lite.citus_node_apply(p_sql text[], p_search_path text)
-RETURNS bigint[] LANGUAGE plpgsql AS $body$
+CREATE OR REPLACE FUNCTION pgstream_lite.citus_node_refresh(p_buffer text, p_pgs_id bigint,
+                                                           p_live bigint[], p_version text,
+                                                           p_spec jsonb)
+RETURNS jsonb LANGUAGE plpgsql AS $body$
 DECLARE
+    v jsonb := pgstream_lite.citus_node_pending(p_buffer, p_pgs_id, p_live, p_version);
+    v_type text := p_spec->>'type';
     v_old text := current_setting('search_path');
-    v_stmt text;
+    g record;
+    v_groups jsonb := '[]';
+    v_shards text[];
+    v_storage text;
     d bigint;
     i bigint;
     v_del bigint := 0;
     v_ins bigint := 0;
 BEGIN
-    PERFORM set_config('search_path', p_search_path, true);
-    FOREACH v_stmt IN ARRAY p_sql LOOP
-        EXECUTE v_stmt INTO d, i;
+    IF p_spec IS NULL OR (v->>'t')::boolean OR jsonb_array_length(v->'k') NOT BETWEEN 1 AND 64 THEN
+        RETURN v;
+    END IF;
+    -- every group's shards first: nothing is claimed unless all can be refreshed
+    FOR g IN EXECUTE format('SELECT s.shardid, s.shardminvalue, array_agg(u.k) AS keys '
+                            'FROM jsonb_array_elements_text($1) u(k) JOIN pg_catalog.pg_dist_shard s '
+                            'ON s.shardid = get_shard_id_for_distribution_column(%L, u.k::%s) '
+                            'GROUP BY s.shardid, s.shardminvalue', p_buffer, v_type)
+             USING v->'k' LOOP
+        SELECT array_agg(shard_name(s.logicalrelid, s.shardid, false) ORDER BY j.o) INTO v_shards
+          FROM jsonb_array_elements_text(p_spec->'rels') WITH ORDINALITY AS j(rel, o)
+          JOIN pg_catalog.pg_dist_shard s ON s.logicalrelid = j.rel::regclass
+                                         AND s.shardminvalue = g.shardminvalue;
+        SELECT shard_name(s.logicalrelid, s.shardid, false) INTO v_storage
+          FROM pg_catalog.pg_dist_shard s
+         WHERE s.logicalrelid = (p_spec->>'storage')::regclass AND s.shardminvalue = g.shardminvalue;
+        IF v_storage IS NULL
+           OR cardinality(v_shards) IS DISTINCT FROM jsonb_array_length(p_spec->'rels') THEN
+            RETURN v;
+        END IF;
+        v_groups := v_groups || jsonb_build_object(
+            'buffer', shard_name(p_buffer::regclass, g.shardid, false), 'keys', to_jsonb(g.keys),
+            'args', to_jsonb(ARRAY[v_storage, quote_literal(g.keys) || '::' || v_type || '[]']
+                             || v_shards));
+    END LOOP;
+    FOR g IN SELECT x FROM jsonb_array_elements(v_groups) x LOOP
+        EXECUTE format('DELETE FROM %s x WHERE x.k = ANY (%L::%s[]) AND x.op <> ''T'' '
+                       'AND (x.pgs_id = $1 OR x.pgs_id <> ALL ($2))', g.x->>'buffer',
+                       ARRAY(SELECT jsonb_array_elements_text(g.x->'keys')), v_type)
+            USING p_pgs_id, p_live;
+        PERFORM set_config('search_path', p_spec->>'path', true);
+        EXECUTE format(p_spec->>'sql', VARIADIC ARRAY(SELECT jsonb_array_elements_text(g.x->'args')))
+            INTO d, i;
+        PERFORM set_config('search_path', v_old, true);
         v_del := v_del + d;
         v_ins := v_ins + i;
     END LOOP;
-    PERFORM set_config('search_path', v_old, true);
-    RETURN ARRAY[v_del, v_ins];
+    RETURN v || jsonb_build_object('a', jsonb_build_array(v_del, v_ins));
 END;
 $body$
 $create$;
@@ -777,8 +820,14 @@ $$;
 -- also covered by the recompute, which reads later. Many keys: one DELETE ... RETURNING over
 -- every shard. The reads use one connection per worker (max_adaptive_executor_pool_size 1):
 -- each shard's task is tiny, and opening connections cost more than it saved (measured).
-CREATE OR REPLACE FUNCTION pgstream_lite.citus_claim(p_pgs_id bigint, OUT keys text,
-                                                     OUT all_keys boolean)
+-- With p_spec (citus_node_spec) a node that finds few keys claims and refreshes them itself
+-- (citus_node_refresh): applied = {deleted, inserted} of those, and their keys are not in keys.
+-- That saves the DELETE by key and a router query per refresh (measured: 1-row filter refresh
+-- ~7.5 -> ~6 ms on the benchmark's 1M rows).
+DROP FUNCTION IF EXISTS pgstream_lite.citus_claim(bigint);
+CREATE OR REPLACE FUNCTION pgstream_lite.citus_claim(p_pgs_id bigint, p_spec jsonb DEFAULT NULL,
+                                                     OUT keys text, OUT all_keys boolean,
+                                                     OUT applied bigint[])
 LANGUAGE plpgsql AS $$
 DECLARE
     b record;
@@ -794,6 +843,7 @@ DECLARE
     v_node text;
     v_version text;
     v_pending jsonb;
+    v_done text[] := '{}';
 BEGIN
     all_keys := false;
     PERFORM set_config('citus.max_adaptive_executor_pool_size', '1', true);
@@ -812,12 +862,21 @@ BEGIN
             -- function reads all that node's buffer shards in one statement: 16 sequential
             -- tasks per worker took 4 ms, this ~0.3 ms a node (measured)
             FOREACH v_node IN ARRAY v_nodes LOOP
-                EXECUTE format('SELECT pgstream_lite.citus_node_pending(%L, %s, %L, %L) FROM '
+                EXECUTE format('SELECT pgstream_lite.%s(%L, %s, %L, %L%s) FROM '
                                '(SELECT count(*) FROM %I.%I x WHERE x.k = %L::%s) q',
+                               CASE WHEN p_spec IS NULL THEN 'citus_node_pending'
+                                    ELSE 'citus_node_refresh' END,
                                format('%I.%I', b.buffer_schema, b.buffer_name), p_pgs_id,
-                               coalesce(v_live, '{}'), v_version, b.buffer_schema,
-                               b.buffer_name, v_node, v_type) INTO v_pending;
-                IF jsonb_array_length(v_pending->'k') > 0 THEN
+                               coalesce(v_live, '{}'), v_version,
+                               CASE WHEN p_spec IS NULL THEN ''
+                                    ELSE format(', %L::jsonb', p_spec) END,
+                               b.buffer_schema, b.buffer_name, v_node, v_type) INTO v_pending;
+                IF v_pending ? 'a' THEN
+                    -- claimed and refreshed on that node (citus_node_refresh)
+                    applied := ARRAY[coalesce(applied[1], 0) + (v_pending->'a'->>0)::bigint,
+                                     coalesce(applied[2], 0) + (v_pending->'a'->>1)::bigint];
+                    v_done := v_done || ARRAY(SELECT jsonb_array_elements_text(v_pending->'k'));
+                ELSIF jsonb_array_length(v_pending->'k') > 0 THEN
                     v_found := coalesce(v_found, '{}')
                         || ARRAY(SELECT jsonb_array_elements_text(v_pending->'k'));
                     v_t := v_t OR (v_pending->>'t')::boolean;
@@ -835,6 +894,15 @@ BEGIN
                 v_found := coalesce(v_found, '{}') || r.k;
                 v_t := v_t OR r.t;
             END LOOP;
+        END IF;
+        IF cardinality(v_done) > 0 THEN
+            -- a DELETE of nothing, pruned to the refreshed keys' shards: Citus then counts the
+            -- connection that wrote them (the only one to each node here: pool size 1) as one
+            -- that modified their placements, so it is prepared under two-phase commit and later
+            -- statements of the transaction on those shard groups use it (and see the writes)
+            EXECUTE format('DELETE FROM %I.%I x WHERE x.k = ANY (%L::%s[]) AND x.pgs_id = -1',
+                           b.buffer_schema, b.buffer_name, v_done, v_type);
+            v_done := '{}';
         END IF;
         CONTINUE WHEN v_found IS NULL;
         IF NOT v_t AND cardinality(v_found) <= 64 THEN
@@ -877,7 +945,7 @@ $$;
 
 -- The FROM items of stream table p_pgs_id's query (from_items, on the text the refresh runs:
 -- count_query or body) when every table it reads is one of them, so replacing each by its shard
--- gives the query over one shard group (citus_keys_on_nodes); NULL otherwise (a subquery
+-- gives the query over one shard group (citus_node_template); NULL otherwise (a subquery
 -- expression, a CTE, a UNION: whatever dvm_plan would recompute). Decided at the first keyed
 -- refresh and kept in st_meta.citus ('node_items'). Runs in the stream table's search_path.
 CREATE OR REPLACE FUNCTION pgstream_lite.citus_node_items(p_pgs_id bigint)
@@ -913,105 +981,94 @@ BEGIN
 END;
 $$;
 
--- CITUS_KEYS for a few keys (up to 64), on the nodes that hold them: per storage shard of the
--- keys, one statement over that shard group's shards (plain local tables on that node: the
--- query's tables replaced by their shards, citus_node_items) recomputes the keys' rows once and,
--- in data-modifying CTEs, deletes the stored rows that are gone and inserts the new ones; a
--- node's statements go in one router query (filtered on one of its keys) whose target list
--- calls citus_node_apply there. Through Citus the same work took two modifications with a
--- subquery, each planned by Citus on the coordinator and each recomputing the keys (measured:
--- 1-row filter refresh ~9.6 ms; Citus plans modifying CTEs as subplans through the
--- coordinator). Atomic with the refresh: the router query runs on the connection that claimed
--- the keys' buffer rows (co-located with the storage shard, Citus keeps one connection per
--- shard group in a transaction), which Citus commits, or prepares under two-phase commit, as
--- one that modified placements. Returns {deleted, inserted}; NULL when not applicable (the
--- caller then uses the statements through Citus): too many keys, a query whose tables are not
--- all FROM items, or a storage shard with more than one placement (statement replication).
-CREATE OR REPLACE FUNCTION pgstream_lite.citus_keys_on_nodes(
-    p_pgs_id bigint, p_plan jsonb, p_storage text, p_keys text, p_type text)
-RETURNS bigint[] LANGUAGE plpgsql AS $$
+-- The statement a node runs for a shard group of stream table p_pgs_id (citus_node_refresh), as
+-- a format() template: %1$s the storage shard, %2$s the keys (an array expression), %3$s... the
+-- shards of the FROM items p_items, in their order. It recomputes the keys' rows once
+-- (materialized) and, in data-modifying CTEs, deletes the stored rows that are gone and inserts
+-- the new ones, returning both counts: the INSERT's snapshot still has the rows the DELETE
+-- removes, which are not among the recomputed ones (their ids are gone), so the two never meet.
+-- Both are hash anti-joins over the key's rows (ON CONFLICT DO NOTHING probed the unique index
+-- once per recomputed row: 0.8 of 2.2 ms for a key of 516 rows, measured). Placeholders go in as
+-- unique tokens first, so a '%' in the query text is escaped, not read as a format directive.
+CREATE OR REPLACE FUNCTION pgstream_lite.citus_node_template(p_pgs_id bigint, p_col text,
+                                                             p_items jsonb)
+RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     m pgstream_lite.st_meta;
-    v_items jsonb;
-    v_col text := p_plan->>'column';
+    v_tok text := '__pgs_' || md5(clock_timestamp()::text || random()::text);
     v_cols text;
-    v_groups record;
-    v_repl text[];
-    v_shard text;
-    v_node record;
     v_sql text;
-    v_rows text;
-    v_stmts jsonb := '{}';
-    v_route jsonb := '{}';
-    v_res bigint[];
-    v_del bigint := 0;
-    v_ins bigint := 0;
+    o integer;
 BEGIN
-    IF (SELECT count(*) FROM regexp_split_to_table(p_keys, ',') x) > 64 THEN
-        RETURN NULL;  -- a cheap upper bound: a key literal may contain commas
-    END IF;
-    v_items := pgstream_lite.citus_node_items(p_pgs_id);
-    IF v_items IS NULL THEN
+    SELECT * INTO m FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
+    SELECT string_agg(format('%I', c), ', ' ORDER BY u.o) INTO v_cols
+      FROM unnest(pgstream_lite.stored_columns(m)) WITH ORDINALITY AS u(c, o);
+    v_sql := format(
+        E'WITH n AS MATERIALIZED (\n%1$s\n), '
+        || 'd AS (DELETE FROM %2$s t WHERE t.%3$I = ANY (%4$s) AND NOT EXISTS '
+        || '(SELECT 1 FROM n WHERE n.%3$I = t.%3$I AND n.__pgs_row_id = t.__pgs_row_id) '
+        || 'RETURNING 1), '
+        || 'i AS (INSERT INTO %2$s (__pgs_row_id, %5$s) SELECT n.* FROM n WHERE NOT EXISTS '
+        || '(SELECT 1 FROM %2$s t WHERE t.%3$I = ANY (%4$s) AND t.%3$I = n.%3$I '
+        || 'AND t.__pgs_row_id = n.__pgs_row_id) RETURNING 1) '
+        || 'SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM i)',
+        pgstream_lite.citus_rows_sql(p_pgs_id,
+            format(E'SELECT * FROM (\n%s\n) q WHERE q.%I = ANY (%s)',
+                   pgstream_lite.subst_items(coalesce(m.count_query, m.body), p_items,
+                       ARRAY(SELECT v_tok || 'i' || g || '__'
+                               FROM generate_series(1, jsonb_array_length(p_items)) g)),
+                   p_col, v_tok || 'k__'),
+            p_col),
+        v_tok || 's__', p_col, v_tok || 'k__', v_cols);
+    v_sql := replace(replace(replace(v_sql, '%', '%%'), v_tok || 's__', '%1$s'),
+                     v_tok || 'k__', '%2$s');
+    FOR o IN 1 .. jsonb_array_length(p_items) LOOP
+        v_sql := replace(v_sql, v_tok || 'i' || o || '__', '%' || (o + 2) || '$s');
+    END LOOP;
+    RETURN v_sql;
+END;
+$$;
+
+-- What a claim sends each node so that it also refreshes the keys it finds there
+-- (citus_node_refresh), or NULL (the keys then go through Citus, below): only for a CITUS_KEYS
+-- stream table whose tables are all FROM items (citus_node_items), with one placement per
+-- storage shard. {sql: citus_node_template, rels: the items' tables, storage, type: of the key,
+-- path: the stream table's search_path}; names, not oids (they differ between nodes). Decided
+-- at the first keyed refresh and kept in st_meta.citus ('node_sql', 'node_rels').
+CREATE OR REPLACE FUNCTION pgstream_lite.citus_node_spec(p_pgs_id bigint, p_plan jsonb,
+                                                         p_storage text, p_type text)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    v_items jsonb;
+    v jsonb;
+BEGIN
+    IF p_plan->>'path' IS DISTINCT FROM 'CITUS_KEYS' THEN
         RETURN NULL;
     END IF;
-    SELECT * INTO m FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
-    SELECT string_agg(format('%I', c), ', ' ORDER BY o) INTO v_cols
-      FROM unnest(pgstream_lite.stored_columns(m)) WITH ORDINALITY AS u(c, o);
-    -- the keys by storage shard (co-located tables share hash ranges: the same shard index)
-    FOR v_groups IN EXECUTE format(
-            'SELECT g.shardid, array_agg(g.k::text) AS keys, min(g.k::text) AS k0, '
-            '(SELECT array_agg(p.groupid) FROM pg_dist_placement p WHERE p.shardid = g.shardid '
-            'AND p.shardstate = 1) AS groups FROM (SELECT DISTINCT u.k, '
-            'get_shard_id_for_distribution_column(%L, u.k) AS shardid '
-            'FROM unnest(ARRAY[%s]::%s[]) u(k)) g GROUP BY g.shardid',
-            p_storage, p_keys, p_type) LOOP
-        IF cardinality(v_groups.groups) IS DISTINCT FROM 1 THEN
-            RETURN NULL;
+    SELECT x.citus INTO v FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
+    IF NOT v ? 'node_sql' THEN
+        v_items := pgstream_lite.citus_node_items(p_pgs_id);
+        IF v_items IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM pg_dist_shard s JOIN pg_dist_placement p ON p.shardid = s.shardid
+                 WHERE s.logicalrelid = p_storage::regclass AND p.shardstate = 1
+                 GROUP BY s.shardid HAVING count(*) > 1) THEN
+            v := jsonb_build_object(
+                'node_sql', pgstream_lite.citus_node_template(p_pgs_id, p_plan->>'column',
+                                                              v_items),
+                'node_rels', (SELECT jsonb_agg(format('%I.%I', n.nspname, c.relname) ORDER BY j.o)
+                                FROM jsonb_array_elements(v_items) WITH ORDINALITY AS j(x, o)
+                                JOIN pg_class c ON c.oid = (j.x->>'relid')::oid
+                                JOIN pg_namespace n ON n.oid = c.relnamespace));
+        ELSE
+            v := jsonb_build_object('node_sql', NULL, 'node_rels', NULL);
         END IF;
-        -- each table's shard of the same hash range (co-location), from Citus's metadata
-        SELECT array_agg(shard_name(s2.logicalrelid, s2.shardid, false) ORDER BY j.o)
-          INTO v_repl
-          FROM jsonb_array_elements(v_items) WITH ORDINALITY AS j(x, o)
-          JOIN pg_dist_shard s1 ON s1.shardid = v_groups.shardid
-          JOIN pg_dist_shard s2 ON s2.logicalrelid = (j.x->>'relid')::oid::regclass
-                               AND s2.shardminvalue = s1.shardminvalue;
-        IF cardinality(v_repl) IS DISTINCT FROM jsonb_array_length(v_items) THEN
-            RETURN NULL;
-        END IF;
-        v_shard := shard_name(p_storage::regclass, v_groups.shardid, false);
-        v_rows := pgstream_lite.citus_rows_sql(p_pgs_id,
-            format(E'SELECT * FROM (\n%s\n) q WHERE q.%I = ANY (%L::%s[])',
-                   pgstream_lite.subst_items(coalesce(m.count_query, m.body), v_items, v_repl),
-                   v_col, v_groups.keys, p_type),
-            v_col);
-        -- one recompute: the INSERT's snapshot still has the rows the DELETE removes, which
-        -- are not among the recomputed ones (their ids are gone), so the two never meet. Both
-        -- are hash anti-joins of the key's rows (ON CONFLICT DO NOTHING probed the unique
-        -- index once per recomputed row: 0.8 of 2.2 ms for a key of 516 rows, measured)
-        v_sql := format(
-            E'WITH n AS MATERIALIZED (\n%1$s\n), '
-            || 'd AS (DELETE FROM %2$s t WHERE t.%3$I = ANY (%4$L::%5$s[]) AND NOT EXISTS '
-            || '(SELECT 1 FROM n WHERE n.%3$I = t.%3$I AND n.__pgs_row_id = t.__pgs_row_id) '
-            || 'RETURNING 1), '
-            || 'i AS (INSERT INTO %2$s (__pgs_row_id, %6$s) SELECT n.* FROM n WHERE NOT EXISTS '
-            || '(SELECT 1 FROM %2$s t WHERE t.%3$I = ANY (%4$L::%5$s[]) AND t.%3$I = n.%3$I '
-            || 'AND t.__pgs_row_id = n.__pgs_row_id) RETURNING 1) '
-            || 'SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM i)',
-            v_rows, v_shard, v_col, v_groups.keys, p_type, v_cols);
-        v_stmts := jsonb_set(v_stmts, ARRAY[v_groups.groups[1]::text],
-            coalesce(v_stmts->(v_groups.groups[1]::text), '[]') || to_jsonb(v_sql));
-        v_route := jsonb_set(v_route, ARRAY[v_groups.groups[1]::text], to_jsonb(v_groups.k0));
-    END LOOP;
-    FOR v_node IN SELECT e.key AS groupid, e.value AS stmts FROM jsonb_each(v_stmts) e LOOP
-        EXECUTE format('SELECT pgstream_lite.citus_node_apply(%L::text[], %L) FROM '
-                       '(SELECT count(*) FROM %s x WHERE x.%I = %L::%s) q',
-                       ARRAY(SELECT jsonb_array_elements_text(v_node.stmts)),
-                       current_setting('search_path'), p_storage, v_col,
-                       v_route->>v_node.groupid, p_type) INTO v_res;
-        v_del := v_del + v_res[1];
-        v_ins := v_ins + v_res[2];
-    END LOOP;
-    RETURN ARRAY[v_del, v_ins];
+        UPDATE pgstream_lite.st_meta x SET citus = x.citus || v WHERE x.pgs_id = p_pgs_id;
+    END IF;
+    IF jsonb_typeof(v->'node_sql') IS DISTINCT FROM 'string' THEN
+        RETURN NULL;
+    END IF;
+    RETURN jsonb_build_object('sql', v->'node_sql', 'rels', v->'node_rels', 'storage', p_storage,
+                              'type', p_type, 'path', current_setting('search_path'));
 END;
 $$;
 
@@ -1062,8 +1119,11 @@ BEGIN
     SELECT * INTO m FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
     SELECT string_agg(format('%I', c), ', ' ORDER BY o) INTO v_cols
       FROM unnest(pgstream_lite.stored_columns(m)) WITH ORDINALITY AS u(c, o);
-    SELECT c.keys, c.all_keys INTO v_keys, v_t FROM pgstream_lite.citus_claim(p_pgs_id) c;
-    no_data := v_keys IS NULL AND NOT v_t AND NOT EXISTS (
+    v_type := (pgstream_lite.citus_dist_column((p_plan->>'source')::regclass)).col_type;
+    SELECT c.keys, c.all_keys, c.applied INTO v_keys, v_t, v_node
+      FROM pgstream_lite.citus_claim(p_pgs_id, CASE WHEN NOT v_all THEN
+               pgstream_lite.citus_node_spec(p_pgs_id, p_plan, p_storage, v_type) END) c;
+    no_data := v_keys IS NULL AND NOT v_t AND v_node IS NULL AND NOT EXISTS (
         SELECT 1 FROM pgstream_lite.st_buffers(p_pgs_id) b
          WHERE b.buffer_name IS NULL OR NOT b.distributed);
     IF no_data THEN
@@ -1073,7 +1133,6 @@ BEGIN
         RETURN;
     END IF;
     v_all := v_all OR v_t;
-    v_type := (pgstream_lite.citus_dist_column((p_plan->>'source')::regclass)).col_type;
     IF v_all THEN
         -- no RETURNING: Citus would ship one row per deleted row to the coordinator
         EXECUTE format('DELETE FROM %s', p_storage);
@@ -1100,13 +1159,6 @@ BEGIN
         -- compares every pair of a key's rows (measured 15 ms for one key's 515 rows; 2.7 ms
         -- this way), and a subquery fence that would force a hash join stops Citus from
         -- pushing a multi-shard INSERT down.
-        v_node := pgstream_lite.citus_keys_on_nodes(p_pgs_id, p_plan, p_storage, v_keys, v_type);
-        IF v_node IS NOT NULL THEN
-            del := v_node[1];
-            ins := v_node[2];
-            snap := pg_current_snapshot()::text;
-            RETURN;
-        END IF;
         v_in_keys := format('%I = ANY (ARRAY[%s]::%s[])', p_plan->>'column', v_keys, v_type);
         v_rows := pgstream_lite.citus_rows_sql(p_pgs_id,
             format(E'SELECT * FROM (\n%s\n) q WHERE q.%s', coalesce(m.count_query, m.body),
@@ -1122,10 +1174,17 @@ BEGIN
                        p_storage, v_cols, v_rows, p_plan->>'column');
         GET DIAGNOSTICS ins = ROW_COUNT;
     END IF;
+    IF NOT v_all AND v_node IS NOT NULL THEN
+        -- the keys the nodes refreshed themselves (citus_node_refresh)
+        del := del + v_node[1];
+        ins := ins + v_node[2];
+    END IF;
     snap := pg_current_snapshot()::text;
 END;
 $$;
 
+DROP FUNCTION IF EXISTS pgstream_lite.citus_keys_on_nodes(bigint, jsonb, text, text, text);
+DROP FUNCTION IF EXISTS pgstream_lite.citus_node_apply(text[], text);
 
 -- create_stream_table and explain_st create and drop temporary probe views over the sources,
 -- which Citus would try to propagate to the workers (and fail on pg_temp): they run with DDL
@@ -1158,7 +1217,7 @@ BEGIN
         -- connection instead
         ALTER FUNCTION pgstream.drop_stream_table(text) SET citus.enable_local_execution = off;
         -- an install over one that already captures distributed tables (an upgrade): the
-        -- functions the refreshes call on the workers may be new (citus_node_apply)
+        -- functions the refreshes call on the workers may be new (citus_node_refresh)
         IF EXISTS (SELECT 1 FROM pgstream_lite.capture c
                     WHERE pgstream_lite.citus_table_kind(c.source_relid) = 'distributed') THEN
             PERFORM pgstream_lite.citus_ensure_node_functions();
