@@ -1032,7 +1032,10 @@ $$;
 -- What a claim sends each node so that it also refreshes the keys it finds there
 -- (citus_node_refresh), or NULL (the keys then go through Citus, below): only for a CITUS_KEYS
 -- stream table whose tables are all FROM items (citus_node_items), with one placement per
--- storage shard. {sql: citus_node_template, rels: the items' tables, storage, type: of the key,
+-- storage shard, reading one table. With two co-located sources (two buffers) a key claimed
+-- through Citus from one buffer (past 64 keys, over a pool of connections) could be written by
+-- another connection than the one its node refresh used for the other buffer, in the same
+-- transaction: a wait on our own uncommitted rows. So joins keep the statements through Citus. {sql: citus_node_template, rels: the items' tables, storage, type: of the key,
 -- path: the stream table's search_path}; names, not oids (they differ between nodes). Decided
 -- at the first keyed refresh and kept in st_meta.citus ('node_sql', 'node_rels').
 CREATE OR REPLACE FUNCTION pgstream_lite.citus_node_spec(p_pgs_id bigint, p_plan jsonb,
@@ -1048,7 +1051,8 @@ BEGIN
     SELECT x.citus INTO v FROM pgstream_lite.st_meta x WHERE x.pgs_id = p_pgs_id;
     IF NOT v ? 'node_sql' THEN
         v_items := pgstream_lite.citus_node_items(p_pgs_id);
-        IF v_items IS NOT NULL AND NOT EXISTS (
+        IF v_items IS NOT NULL AND (SELECT count(*) FROM pgstream.pgs_dependencies d
+                                     WHERE d.pgs_id = p_pgs_id) = 1 AND NOT EXISTS (
                 SELECT 1 FROM pg_dist_shard s JOIN pg_dist_placement p ON p.shardid = s.shardid
                  WHERE s.logicalrelid = p_storage::regclass AND p.shardstate = 1
                  GROUP BY s.shardid HAVING count(*) > 1) THEN
