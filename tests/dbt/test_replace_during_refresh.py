@@ -108,3 +108,50 @@ class TestReplaceDuringRefresh(SeededProject):
                 return rows[0]
             time.sleep(0.1)
         raise AssertionError("the replace never waited on the refresh's lock")
+
+
+@pytest.mark.engines("pg_stream", reason="pg_stream 0.1's manual refresh fails at once while its "
+                     "scheduler refreshes the table; the package waits for it there")
+class TestRefreshDuringScheduledRefresh(SeededProject):
+    """`run-operation refresh` while the engine's scheduler refreshes the same stream table (its
+    advisory lock held by another session): the operation waits for it, then refreshes, instead
+    of failing with `refresh skipped: ... another refresh is already in progress` (seen in CI)."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def models(cls):
+        return {"order_totals.sql": UPSTREAM}
+
+    def test_refresh_waits_for_the_scheduled_one(self, project, pg, db_dsn, engine):
+        from dbt.tests.util import run_dbt
+
+        run_dbt(["run"])
+        s = pg.schema
+        pgs_id = pg.query("SELECT pgs_id FROM pgstream.pgs_stream_tables WHERE pgs_schema = %s"
+                          " AND pgs_name = 'order_totals'", (s,))[0][0]
+        pg.execute(f"INSERT INTO {s}.raw_orders VALUES (99, 9, 5.00)")
+        with psycopg.connect(db_dsn, autocommit=True) as scheduler:
+            scheduler.execute(SCHEDULER_LOCK[engine], {"id": pgs_id})
+            refresh = subprocess.Popen(
+                [dbt_executable(), "run-operation", "refresh", "--args",
+                 '{"model_name": "order_totals"}',
+                 "--project-dir", str(project.project_root),
+                 "--profiles-dir", str(project.profiles_dir)],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+                cwd=project.project_root)
+            try:
+                deadline = time.monotonic() + 120
+                while not pg.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type ="
+                                   " 'Lock' AND wait_event = 'advisory'"):
+                    assert refresh.poll() is None, refresh.communicate()[0][-3000:]
+                    assert time.monotonic() < deadline, "the refresh never waited"
+                    time.sleep(0.1)
+                scheduler.execute("SELECT pg_advisory_unlock(%s)", (pgs_id,))
+            except BaseException:
+                refresh.kill()
+                raise
+        output, _ = refresh.communicate(timeout=300)
+        assert refresh.returncode == 0, output[-3000:]
+        assert "refreshed" in output
+        assert pg.query(f"SELECT order_count FROM {s}.order_totals WHERE customer_id = 9") == [(1,)]
