@@ -44,6 +44,17 @@ SCHEDULER_LOCK = {
 }
 
 
+def _dbt_in_background(project, *args: str) -> subprocess.Popen:
+    """The dbt CLI running `args` on the test project, in a process of its own (so that the
+    test can act while it waits on a lock); its output merged into stdout, as text."""
+    return subprocess.Popen(
+        [dbt_executable(), *args, "--project-dir", str(project.project_root),
+         "--profiles-dir", str(project.profiles_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+        cwd=project.project_root)
+
+
 class TestReplaceDuringRefresh(SeededProject):
     @pytest.fixture(scope="class")
     @classmethod
@@ -60,13 +71,8 @@ class TestReplaceDuringRefresh(SeededProject):
         with psycopg.connect(db_dsn) as refresh:  # the scheduler, refreshing order_totals
             refresh.execute(SCHEDULER_LOCK[engine], {"id": ids["order_totals"]})
             refresh.execute(f"LOCK TABLE {s}.order_totals IN ROW EXCLUSIVE MODE")
-            replace = subprocess.Popen(
-                [dbt_executable(), "run", "--select", "order_totals", "--full-refresh",
-                 "--project-dir", str(project.project_root),
-                 "--profiles-dir", str(project.profiles_dir)],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
-                cwd=project.project_root)
+            replace = _dbt_in_background(project, "run", "--select", "order_totals",
+                                         "--full-refresh")
             try:
                 waiting = self._wait_for_blocked_replace(pg, replace)
                 held = pg.query(
@@ -132,14 +138,8 @@ class TestRefreshDuringScheduledRefresh(SeededProject):
         pg.execute(f"INSERT INTO {s}.raw_orders VALUES (99, 9, 5.00)")
         with psycopg.connect(db_dsn, autocommit=True) as scheduler:
             scheduler.execute(SCHEDULER_LOCK[engine], {"id": pgs_id})
-            refresh = subprocess.Popen(
-                [dbt_executable(), "run-operation", "refresh", "--args",
-                 '{"model_name": "order_totals"}',
-                 "--project-dir", str(project.project_root),
-                 "--profiles-dir", str(project.profiles_dir)],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
-                cwd=project.project_root)
+            refresh = _dbt_in_background(project, "run-operation", "refresh", "--args",
+                                         '{"model_name": "order_totals"}')
             try:
                 deadline = time.monotonic() + 120
                 while not pg.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type ="
